@@ -1,0 +1,197 @@
+"""The daemon's configuration: one YAML file, validated by a strict schema.
+
+Every field has a description and bounds; unknown keys are errors. Loading (YAML with line numbers,
+``${ENV}`` and ``${credential:NAME}`` substitution, error messages naming key path and line) lives
+below the schema.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from edge_depth.alert_config import CameraAlertsConfig
+from edge_depth.config_base import StrictModel
+
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_TOPIC_PREFIX = r"^[^#+/\s][^#+\s]*[^#+/\s]$|^[^#+/\s]$"
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+
+class TlsConfig(StrictModel):
+    ca_file: Path | None = Field(
+        None, description="PEM file of the CA that signed the broker's certificate; the system CAs when unset."
+    )
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for brokers that require one.")
+    key_file: Path | None = Field(None, description="Private key (PEM) of cert_file.")
+    insecure: bool = Field(
+        False, description="Skip the broker hostname check. For tests with self-signed certificates only."
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be given together")
+        return self
+
+
+class MqttConfig(StrictModel):
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    client_id: str = Field("edge-depth", min_length=1, max_length=128, description="MQTT client id; unique per broker.")
+    topic_prefix: str = Field(
+        "edge-depth",
+        pattern=_TOPIC_PREFIX,
+        max_length=128,
+        description="Prefix of every topic: <prefix>/available, <prefix>/<camera>/status, ...",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval (s).")
+    username: str | None = Field(None, min_length=1, description="User name, when the broker requires one.")
+    password: SecretStr | None = Field(
+        None,
+        description="Password: use ${ENV_VAR} or ${credential:NAME} (systemd LoadCredential=), not a literal.",
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; plain TCP when absent.")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First reconnect delay after a lost broker (s).")
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the exponential reconnect delay (s).")
+    max_queued_alerts: int = Field(
+        1000, ge=10, le=100_000, description="Alerts (QoS 1) kept while the broker is away; heatmaps are dropped."
+    )
+    stats_interval_s: float = Field(30.0, ge=1, le=3600, description="Period of <prefix>/stats and status (s).")
+
+    @model_validator(mode="after")
+    def _password_needs_username(self) -> MqttConfig:
+        if self.password is not None and self.username is None:
+            raise ValueError("password is set but username is not")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must not be smaller than reconnect_min_s")
+        return self
+
+
+class ModelConfig(StrictModel):
+    path: Path = Field(
+        Path("models/midas_small_int8.xml"), description="OpenVINO IR (.xml, its .bin beside it) from `convert`."
+    )
+    device: Literal["CPU", "GPU", "NPU", "AUTO"] = Field("CPU", description="OpenVINO device to compile for.")
+    performance_hint: Literal["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"] = Field(
+        "THROUGHPUT", description="OpenVINO performance hint: THROUGHPUT for several streams, LATENCY for one."
+    )
+    input_size: str = Field(
+        "auto",
+        description="Model input 'WxH' (multiples of 32), or 'auto': longer side 256 with the camera's aspect ratio.",
+    )
+    infer_requests: int = Field(
+        0, ge=0, le=16, description="Parallel inference requests; 0 = OpenVINO's optimal number for the hint."
+    )
+    cache_dir: Path | None = Field(
+        None, description="OpenVINO compiled-model cache directory (faster restarts); off when unset."
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        m = re.fullmatch(r"(\d+)x(\d+)", value)
+        if not m:
+            raise ValueError("must be 'auto' or 'WxH', for example '256x192'")
+        w, h = int(m[1]), int(m[2])
+        if w % 32 or h % 32 or not (32 <= w <= 1024 and 32 <= h <= 1024):
+            raise ValueError("width and height must be multiples of 32 between 32 and 1024")
+        return value
+
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """(width, height) when set explicitly, None for 'auto'."""
+        if self.input_size == "auto":
+            return None
+        w, h = self.input_size.split("x")
+        return int(w), int(h)
+
+
+class HeatmapConfig(StrictModel):
+    rate_hz: float = Field(1.0, ge=0, le=30, description="Heatmaps published per second; 0 turns them off.")
+    height: int = Field(270, ge=32, le=2160, description="Heatmap height (px); the width keeps the aspect ratio.")
+    colormap: Literal["inferno", "magma", "plasma", "viridis", "turbo", "jet", "bone"] = Field(
+        "inferno", description="OpenCV colormap; bright = near."
+    )
+    jpeg_quality: int = Field(70, ge=1, le=100, description="JPEG quality of published heatmaps.")
+    range_time_constant_s: float = Field(
+        10.0, gt=0, le=3600, description="How fast the colour range follows the scene (s): colours stay comparable."
+    )
+
+
+class ReconnectConfig(StrictModel):
+    initial_s: float = Field(1.0, gt=0, le=60, description="First delay before reopening a failed source (s).")
+    max_s: float = Field(30.0, gt=0, le=3600, description="Cap of the exponential backoff (s).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.max_s < self.initial_s:
+            raise ValueError("max_s must not be smaller than initial_s")
+        return self
+
+
+class CameraConfig(StrictModel):
+    name: str = Field(..., pattern=_NAME, description="Camera id: lower case, digits, '-', '_'; used in topics.")
+    source: str | int = Field(
+        ...,
+        description="V4L2 device ('/dev/video0' or an index), RTSP/HTTP URL, or a video file path. "
+        "Put passwords in ${ENV} or ${credential:NAME}.",
+    )
+    enabled: bool = Field(True, description="Set false to keep a camera in the file without running it.")
+    loop: bool = Field(False, description="Video files: start again at the end instead of stopping.")
+    realtime: bool = Field(
+        True, description="Video files: play at the file's frame rate; false = as fast as the model allows."
+    )
+    fps_limit: float | None = Field(
+        None, gt=0, le=240, description="Process at most this many frames per second; unlimited when unset."
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport; TCP survives lossy links.")
+    open_timeout_s: Seconds = Field(10.0, description="Give up opening the source after this long (s).")
+    read_timeout_s: Seconds = Field(10.0, description="Give up a single blocking read after this long (s).")
+    stall_timeout_s: Seconds = Field(
+        20.0, description="Reconnect when no frame arrived for this long (s); raise it for sparse cameras."
+    )
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Reconnect backoff.")
+    heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig, description="Published heatmaps.")
+    alerts: CameraAlertsConfig = Field(
+        default_factory=CameraAlertsConfig,
+        description="Depth reference, zones, fall detection and depth health.",
+    )
+
+
+class LoggingConfig(StrictModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["text", "json"] = Field("text", description="'json' for log shippers; journald adds times.")
+
+
+class HomeAssistantConfig(StrictModel):
+    enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs.")
+    discovery_prefix: str = Field(
+        "homeassistant", pattern=_TOPIC_PREFIX, description="Home Assistant's discovery prefix."
+    )
+
+
+class Config(StrictModel):
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection and topics.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The OpenVINO model.")
+    cameras: list[CameraConfig] = Field(..., min_length=1, max_length=32, description="Cameras to process.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    homeassistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig,
+        description="Home Assistant MQTT discovery.",
+    )
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_names(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for cam in cameras:
+            if cam.name in seen:
+                raise ValueError(f"camera name {cam.name!r} is used twice")
+            seen.add(cam.name)
+        return cameras

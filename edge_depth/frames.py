@@ -1,0 +1,48 @@
+"""The values that pass between pipeline stages.
+
+capture -> ``Frame`` -> inference -> ``DepthFrame`` -> heatmap / alerts -> publish.
+All are frozen: a stage never mutates what another stage may still hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded camera frame, already resized to the model's input size by the capture thread.
+
+    ``image``: (H, W, 3) uint8 BGR at the model's input size (the IR converts to RGB and normalises).
+    ``seq``: 1-based count of frames decoded from this camera; gaps between consumed frames are drops.
+    ``captured_mono``/``captured_wall``: ``time.monotonic()`` / ``time.time()`` right after decoding (s).
+    ``source_size``: (width, height) of the frame as decoded, before resizing.
+    """
+
+    camera: str
+    seq: int
+    captured_mono: float
+    captured_wall: float
+    image: np.ndarray
+    source_size: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DepthFrame:
+    """The model's answer for one ``Frame``.
+
+    ``depth``: (H, W) float32, relative inverse depth at the model's resolution (larger = nearer; scale
+    and shift unknown and different in every frame).
+    ``image``: the (H, W, 3) uint8 BGR frame the model saw (for depth-health checks and snapshots).
+    ``infer_ms``: wall time from submitting the request to its completion (ms).
+    """
+
+    camera: str
+    seq: int
+    captured_mono: float
+    captured_wall: float
+    image: np.ndarray
+    depth: np.ndarray
+    infer_ms: float
