@@ -1,0 +1,192 @@
+"""Depth inference with OpenVINO: one Core, the IR read once, compiled once per input shape.
+
+Requests run asynchronously (``AsyncInferQueue``) so that decoding, resizing, heatmaps, alerts and
+publishing overlap with the model. Completed requests are handed to a callback in OpenVINO's thread;
+the callback only copies the output and passes it on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from edge_depth.frames import DepthFrame, Frame
+
+log = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "depth"
+
+
+class ModelError(Exception):
+    """The IR is missing, unreadable or not an edge-depth MiDaS IR. The message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the daemon runs, as reported in status payloads and by ``bench``."""
+
+    path: Path
+    name: str
+    precision: str
+    ir_input_size: tuple[int, int]  # (width, height) the IR was saved with
+    device: str  # what the user asked for
+    hint: str
+    execution_devices: tuple[str, ...] = field(default=())  # what OpenVINO actually runs on
+
+
+def _rt_info(model: ov.Model, key: str, default: str) -> str:
+    try:
+        return str(model.get_rt_info(["edge_depth", key]).astype(str))
+    except RuntimeError:
+        return default
+
+
+def read_model(core: ov.Core, path: Path) -> ov.Model:
+    """Read and check an edge-depth IR: input ``image`` u8 [1, H, W, 3] BGR, output ``depth`` [1, H, W]."""
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (make one with `edge-depth convert`)")
+    if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
+        raise ModelError(f"{path.with_suffix('.bin')}: weights file of the IR not found")
+    try:
+        model = core.read_model(path)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path}: not a readable OpenVINO model ({first})") from exc
+    inputs, outputs = model.inputs, model.outputs
+    if len(inputs) != 1 or INPUT_NAME not in inputs[0].get_names() or inputs[0].get_element_type() != ov.Type.u8:
+        raise ModelError(f"{path}: expected one u8 input named '{INPUT_NAME}' (an IR made by `edge-depth convert`)")
+    if len(outputs) != 1:
+        raise ModelError(f"{path}: expected one output, found {len(outputs)}")
+    return model
+
+
+class DepthEngine:
+    """Compiles the IR per input shape and runs frames through it asynchronously.
+
+    ``submit`` blocks while every request of that shape is busy, which is the pipeline's backpressure.
+    ``on_result`` receives a ``DepthFrame`` in an OpenVINO thread, possibly out of submission order
+    when several requests run at once.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: str = "CPU",
+        hint: str = "THROUGHPUT",
+        infer_requests: int = 0,
+        cache_dir: Path | None = None,
+        core: ov.Core | None = None,
+    ) -> None:
+        self._core = core or ov.Core()
+        if cache_dir is not None:
+            self._core.set_property({"CACHE_DIR": str(cache_dir)})
+        self._model = read_model(self._core, path)
+        self._device = device
+        self._hint = hint
+        self._infer_requests = infer_requests
+        self._compiled: dict[tuple[int, int], tuple[ov.CompiledModel, ov.AsyncInferQueue]] = {}
+        self._lock = threading.Lock()
+        self._on_result: Callable[[DepthFrame], None] | None = None
+        shape = self._model.inputs[0].get_partial_shape()
+        h = shape[1].get_length() if shape[1].is_static else 0
+        w = shape[2].get_length() if shape[2].is_static else 0
+        self._execution_devices: tuple[str, ...] = ()
+        self._info = ModelInfo(
+            path=path,
+            name=_rt_info(self._model, "model", "midas_v21_small"),
+            precision=_rt_info(self._model, "precision", "unknown"),
+            ir_input_size=(w, h),
+            device=device,
+            hint=hint,
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model, and the devices OpenVINO really executes on once something is compiled."""
+        return replace(self._info, execution_devices=self._execution_devices)
+
+    def set_result_callback(self, on_result: Callable[[DepthFrame], None]) -> None:
+        self._on_result = on_result
+
+    def compile(self, size: tuple[int, int]) -> ov.CompiledModel:
+        """Compile (once) for a (width, height) input and return the compiled model."""
+        with self._lock:
+            if size not in self._compiled:
+                self._compiled[size] = self._compile(size)
+            return self._compiled[size][0]
+
+    def _compile(self, size: tuple[int, int]) -> tuple[ov.CompiledModel, ov.AsyncInferQueue]:
+        w, h = size
+        started = time.monotonic()
+        model = self._model.clone()
+        model.reshape({INPUT_NAME: [1, h, w, 3]})
+        config: dict[str, Any] = {"PERFORMANCE_HINT": self._hint}
+        if self._infer_requests:
+            config["PERFORMANCE_HINT_NUM_REQUESTS"] = self._infer_requests
+        compiled = self._core.compile_model(model, self._device, config)
+        jobs = self._infer_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        queue = ov.AsyncInferQueue(compiled, jobs)
+        queue.set_callback(self._completed)
+        devices = tuple(str(d) for d in compiled.get_property("EXECUTION_DEVICES"))
+        self._execution_devices = devices
+        log.info(
+            "compiled %s (%s) for %dx%d on %s, %s hint, %d requests in %.1f s",
+            self._info.path.name,
+            self._info.precision,
+            w,
+            h,
+            ",".join(devices),
+            self._hint,
+            jobs,
+            time.monotonic() - started,
+        )
+        return compiled, queue
+
+    def requests(self, size: tuple[int, int]) -> int:
+        self.compile(size)
+        return len(self._compiled[size][1])
+
+    def submit(self, frame: Frame) -> None:
+        """Start inference on ``frame`` (its image at the model's input size). Blocks while all requests are busy."""
+        h, w = frame.image.shape[:2]
+        self.compile((w, h))
+        queue = self._compiled[(w, h)][1]
+        queue.start_async({INPUT_NAME: frame.image[np.newaxis]}, (frame, time.monotonic()), share_inputs=True)
+
+    def _completed(self, request: ov.InferRequest, userdata: tuple[Frame, float]) -> None:
+        frame, submitted = userdata
+        # The request's output buffer is reused by the next inference: copy it out.
+        depth = request.get_output_tensor(0).data[0].copy()
+        result = DepthFrame(
+            camera=frame.camera,
+            seq=frame.seq,
+            captured_mono=frame.captured_mono,
+            captured_wall=frame.captured_wall,
+            image=frame.image,
+            depth=depth,
+            infer_ms=(time.monotonic() - submitted) * 1000.0,
+        )
+        if self._on_result is not None:
+            self._on_result(result)
+
+    def infer(self, image: np.ndarray) -> np.ndarray:
+        """Synchronous inference for one-shot use: (h, w, 3) uint8 BGR -> (h, w) float32 inverse depth."""
+        h, w = image.shape[:2]
+        compiled = self.compile((w, h))
+        out = compiled({INPUT_NAME: image[np.newaxis]})
+        return np.asarray(out[compiled.output(0)][0], dtype=np.float32).copy()
+
+    def wait_all(self) -> None:
+        """Wait for every request in flight (ordered shutdown: results are delivered before publishing stops)."""
+        for _, queue in list(self._compiled.values()):
+            queue.wait_all()
