@@ -37,6 +37,7 @@ class DepthFrame:
     and shift unknown and different in every frame).
     ``image``: the (H, W, 3) uint8 BGR frame the model saw (for depth-health checks and snapshots).
     ``infer_ms``: wall time from submitting the request to its completion (ms).
+    ``source_size``: (width, height) of the camera's frame before resizing, when known (heatmap aspect).
     """
 
     camera: str
@@ -46,3 +47,4 @@ class DepthFrame:
     image: np.ndarray
     depth: np.ndarray
     infer_ms: float
+    source_size: tuple[int, int] | None = None
