@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.rtsp"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
