@@ -1,0 +1,213 @@
+"""The per-frame path: frames from the capture hub -> asynchronous inference -> per-camera outputs.
+
+Threads: one dispatcher takes the newest frame of each camera in turn and starts an inference request
+(blocking while all requests are busy: that is the backpressure). OpenVINO completes requests in its own
+threads, possibly out of order; a sequencer puts each camera's results back into submission order and
+queues them for one output worker, which does the colour range, heatmaps, alerts and publishing. The
+number of frames between dispatch and the end of output work is bounded, so memory never grows.
+
+This module never imports paho: it publishes through the ``Publisher`` protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from edge_depth.frames import DepthFrame, Frame
+
+log = logging.getLogger(__name__)
+
+
+class Publisher(Protocol):
+    """What the pipeline needs of an MQTT client (``publish.MqttPublisher`` is one)."""
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 0, retain: bool = False) -> bool: ...
+
+    def set_retained(self, topic: str, payload: bytes | str, qos: int = 1) -> None: ...
+
+
+class FrameSource(Protocol):
+    def take(self, timeout: float) -> Frame | None: ...
+
+
+class Engine(Protocol):
+    def set_result_callback(self, on_result: Callable[[DepthFrame], None]) -> None: ...
+
+    def submit(self, frame: Frame) -> None: ...
+
+    def wait_all(self) -> None: ...
+
+
+class FrameHandler(Protocol):
+    """Per-camera output work, run by the output worker for every result in order."""
+
+    def handle(self, result: DepthFrame) -> None: ...
+
+
+class Sequencer:
+    """Restores each camera's submission order among results that complete out of order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._order: dict[str, deque[int]] = {}
+        self._done: dict[str, dict[int, DepthFrame]] = {}
+
+    def submitted(self, camera: str, seq: int) -> None:
+        with self._lock:
+            self._order.setdefault(camera, deque()).append(seq)
+            self._done.setdefault(camera, {})
+
+    def completed(self, result: DepthFrame) -> list[DepthFrame]:
+        """Record a result; return the results now releasable in order (possibly none)."""
+        with self._lock:
+            order, done = self._order[result.camera], self._done[result.camera]
+            done[result.seq] = result
+            ready = []
+            while order and order[0] in done:
+                ready.append(done.pop(order.popleft()))
+            return ready
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    """Work for the output worker that is not a frame (MQTT commands): keeps alert state single-threaded."""
+
+    run: Callable[[], None]
+
+
+class Pipeline:
+    """Owns the dispatcher and output worker threads; ``start``, then ``stop`` for an ordered shutdown."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        engine: Engine,
+        handlers: dict[str, FrameHandler],
+        *,
+        max_in_flight: int,
+        stop: threading.Event,
+    ) -> None:
+        self._source = source
+        self._engine = engine
+        self._handlers = handlers
+        self._stop = stop
+        self._sequencer = Sequencer()
+        # Frames between dispatch and the end of output work: requests in flight plus a short queue.
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._results: queue.SimpleQueue[DepthFrame | _Command | None] = queue.SimpleQueue()
+        self._dispatcher = threading.Thread(target=self._dispatch, name="dispatch", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="outputs", daemon=True)
+        self.frames_done = 0  # written by the worker only; read for watchdog and stats
+        self.last_error: str | None = None
+        engine.set_result_callback(self._completed)
+
+    def start(self) -> None:
+        self._dispatcher.start()
+        self._worker.start()
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the output worker, between frames (for MQTT commands that touch alert state)."""
+        self._results.put(_Command(fn))
+
+    def feed(self, results: Iterable[DepthFrame]) -> None:
+        """Hand ready-made depth frames (a replayed recording) to the output worker, bypassing the model."""
+        for result in results:
+            self._slots.acquire()
+            self._results.put(result)
+
+    def _dispatch(self) -> None:
+        while not self._stop.is_set():
+            frame = self._source.take(timeout=0.2)
+            if frame is None:
+                continue
+            while not self._slots.acquire(timeout=0.2):
+                if self._stop.is_set():
+                    return
+            self._sequencer.submitted(frame.camera, frame.seq)
+            try:
+                self._engine.submit(frame)
+            except Exception as exc:  # a broken request must not end the dispatcher
+                self._slots.release()
+                self.last_error = f"inference failed: {exc}"
+                log.exception("camera %s: inference failed", frame.camera)
+
+    def _completed(self, result: DepthFrame) -> None:
+        for ready in self._sequencer.completed(result):
+            self._results.put(ready)
+
+    def _work(self) -> None:
+        while True:
+            item = self._results.get()
+            if item is None:
+                return
+            if isinstance(item, _Command):
+                self._run_command(item)
+                continue
+            try:
+                self._handlers[item.camera].handle(item)
+            except Exception:
+                log.exception("camera %s: output processing failed for frame %d", item.camera, item.seq)
+            finally:
+                self._slots.release()
+                self.frames_done += 1
+
+    @staticmethod
+    def _run_command(command: _Command) -> None:
+        try:
+            command.run()
+        except Exception:
+            log.exception("command failed")
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Ordered: no new frames, requests in flight finish, their outputs are published, worker ends."""
+        self._stop.set()
+        self._dispatcher.join(timeout)
+        self._engine.wait_all()
+        self._results.put(None)
+        self._worker.join(timeout)
+
+
+class LatencyWindow:
+    """The last ``size`` latencies (ms) for percentiles, in a fixed ring buffer (no growth)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._values = np.zeros(size, dtype=np.float64)
+        self._count = 0
+
+    def add(self, ms: float) -> None:
+        self._values[self._count % len(self._values)] = ms
+        self._count += 1
+
+    def percentile(self, pct: float) -> float | None:
+        n = min(self._count, len(self._values))
+        return float(np.percentile(self._values[:n], pct)) if n else None
+
+
+class RateMeter:
+    """Events per second over the last ``window_s`` seconds, from monotonic timestamps.
+
+    ``tick`` is called by one thread; ``rate`` may be read from another and does not mutate.
+    """
+
+    def __init__(self, window_s: float = 5.0, capacity: int = 4096) -> None:
+        self._window_s = window_s
+        self._times: deque[float] = deque(maxlen=capacity)
+
+    def tick(self, t: float) -> None:
+        self._times.append(t)
+
+    def rate(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        recent = [t for t in tuple(self._times) if now - t <= self._window_s]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
