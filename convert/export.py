@@ -1,0 +1,99 @@
+"""PyTorch or ONNX model -> OpenVINO model with the daemon's interface, and saving it as IR.
+
+The interface the daemon relies on: ONE input ``image``, (1, H, W, 3) uint8 BGR as OpenCV decodes it, and
+ONE output ``depth``, (1, H, W) float32 relative inverse depth. The official preprocessing (BGR -> RGB,
+/255, ImageNet mean/std) runs inside the IR, so the daemon only resizes frames. The IR is saved static at
+the chosen size and can be reshaped at load time to any multiple of 32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import openvino as ov
+
+from convert import ConvertError
+
+if TYPE_CHECKING:
+    import torch
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "depth"
+RT_INFO_SECTION = "edge_depth"
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def torch_to_ov(model: torch.nn.Module, size: tuple[int, int]) -> ov.Model:
+    """The PyTorch model as an OpenVINO model with its own interface: (1, 3, H, W) float32 normalised RGB.
+
+    PyTorch's trace check reports "Graphs differed across invocations" on this network, although the
+    graph is the same; tracing without it and converting the trace works (NOTES.md, section 1).
+    """
+    import torch  # noqa: PLC0415 -- torch only when converting from PyTorch: --onnx runs without it
+
+    trace: Callable[..., Any] = torch.jit.trace  # torch ships it unannotated
+    width, height = size
+    example = torch.zeros(1, 3, height, width)
+    with torch.no_grad():
+        traced = trace(model.eval(), example, check_trace=False)
+    converted = ov.convert_model(traced, example_input=example)
+    converted.reshape([1, 3, height, width])
+    return converted
+
+
+def onnx_to_ov(path: Path, size: tuple[int, int]) -> ov.Model:
+    """An ONNX MiDaS v2.1 small (e.g. the official ``model-small.onnx``) as an OpenVINO model at ``size``."""
+    width, height = size
+    try:
+        converted = ov.convert_model(str(path))
+    except Exception as exc:  # OpenVINO's frontends raise their own types for every kind of bad file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConvertError(f"{path}: not an ONNX model OpenVINO can read: {reason[:160]}") from exc
+    if len(converted.inputs) != 1 or len(converted.outputs) != 1 or converted.input(0).partial_shape.rank != 4:
+        raise ConvertError(f"{path}: expected one (1, 3, H, W) input and one output, as MiDaS v2.1 small has")
+    try:
+        converted.reshape([1, 3, height, width])
+    except Exception as exc:
+        raise ConvertError(f"{path}: cannot be reshaped to {width}x{height}: {str(exc).splitlines()[0]}") from exc
+    return converted
+
+
+def with_preprocessing(model: ov.Model) -> ov.Model:
+    """``model`` (1, 3, H, W) normalised RGB in, (1, H, W) out -> the daemon's ``image`` -> ``depth`` interface."""
+    ppp = ov.preprocess.PrePostProcessor(model)
+    source = ppp.input()
+    source.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
+        ov.preprocess.ColorFormat.BGR
+    )
+    source.model().set_layout(ov.Layout("NCHW"))
+    # (x / 255 - mean) / std == (x - 255 mean) / (255 std): one subtraction and one multiplication
+    source.preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).mean(
+        [255.0 * m for m in MEAN_RGB]
+    ).scale([255.0 * s for s in STD_RGB])
+    ppp.output().tensor().set_element_type(ov.Type.f32)
+    built = ppp.build()
+    built.input(0).get_tensor().set_names({INPUT_NAME})
+    built.input(0).get_node().set_friendly_name(INPUT_NAME)
+    built.output(0).get_tensor().set_names({OUTPUT_NAME})
+    return built
+
+
+def set_metadata(model: ov.Model, metadata: Mapping[str, str]) -> None:
+    """Store ``metadata`` in the IR's runtime info, read back as ``model.get_rt_info([RT_INFO_SECTION, key])``."""
+    for key, value in metadata.items():
+        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
+
+
+def ir_path(out_dir: Path, precision: str) -> Path:
+    return out_dir / f"midas_small_{precision}.xml"
+
+
+def save_ir(model: ov.Model, xml: Path, precision: str) -> None:
+    """Write ``xml`` and its ``.bin``; FP16 compresses the weights (compute stays in the device's precision)."""
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    # save_model may transform the model it is given: keep the caller's FP32 model untouched
+    ov.save_model(model.clone(), str(xml), compress_to_fp16=precision == "fp16")

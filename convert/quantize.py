@@ -1,0 +1,74 @@
+"""INT8 post-training quantization with NNCF, optionally gated on accuracy against the FP32 model.
+
+The model quantized is the FP32 model WITH the daemon's preprocessing, so calibration items are what the
+daemon feeds: (1, H, W, 3) uint8 BGR frames at the input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import openvino as ov
+
+from convert import AccuracyGateError
+from convert.validate import aligned_abs_rel, run_ir
+
+
+def _batch(frame: np.ndarray) -> np.ndarray:
+    return frame[None]
+
+
+def quantize(model: ov.Model, frames: Sequence[np.ndarray]) -> ov.Model:
+    """INT8 copy of ``model`` calibrated on ``frames`` ((H, W, 3) uint8 BGR), all of them used.
+
+    NNCF's defaults (symmetric "performance" preset, fast bias correction) are what OpenVINO's CPU plugin
+    runs fastest, and they are the setting whose speed NOTES.md measured (55-64 FPS at 256x256).
+    """
+    import nncf  # noqa: PLC0415 -- NNCF takes seconds to import and pulls in torch: only for INT8
+
+    dataset = nncf.Dataset(list(frames), _batch)
+    return nncf.quantize(model.clone(), dataset, subset_size=len(frames))
+
+
+def quantize_with_max_drop(
+    model: ov.Model, frames: Sequence[np.ndarray], validation: Sequence[np.ndarray], max_drop: float
+) -> ov.Model:
+    """INT8 copy of ``model`` whose aligned AbsRel against ``model`` on ``validation`` stays <= ``max_drop``.
+
+    NNCF's accuracy control reverts the layers that cost most accuracy to FP32 until the metric's drop
+    is met. The metric is minus the mean aligned AbsRel against the FP32 outputs (NNCF wants higher =
+    better), so the FP32 model scores 0 and the drop equals the INT8 model's AbsRel.
+    Raises ``AccuracyGateError`` when even the partly reverted model misses ``max_drop``.
+    """
+    import nncf  # noqa: PLC0415 -- NNCF takes seconds to import and pulls in torch: only for INT8
+
+    references = run_ir(model, validation)
+    items = list(zip(validation, references, strict=True))
+
+    def metric(compiled: Any, data: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[float, list[float]]:
+        per_item = [-aligned_abs_rel(np.asarray(compiled(_batch(frame))[0])[0], ref) for frame, ref in data]
+        return float(np.mean(per_item)), per_item
+
+    calibration = nncf.Dataset(list(frames), _batch)
+    validation_set = nncf.Dataset(items, lambda item: _batch(item[0]))
+    quantized = nncf.quantize_with_accuracy_control(
+        model.clone(),
+        calibration,
+        validation_set,
+        metric,
+        max_drop=max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=len(frames),
+    )
+    # NNCF returns its best effort when the drop cannot be met: check it ourselves
+    achieved = float(
+        np.mean([aligned_abs_rel(p, r) for p, r in zip(run_ir(quantized, validation), references, strict=True)])
+    )
+    if achieved > max_drop:
+        raise AccuracyGateError(
+            f"INT8 misses --max-drop {max_drop:g}: AbsRel against FP32 is {achieved:.4f} even with the most "
+            "sensitive layers kept in FP32; raise --max-drop, give more or more typical --calib frames, or use fp16"
+        )
+    return quantized
