@@ -1,7 +1,8 @@
 """pytest fixtures: a real RTSP server on loopback (GStreamer's, see rtsp_server.py) serving the sample clip.
 
 ``rtsp_server`` yields a started ``RtspServer``: ``.url`` (rtsp://127.0.0.1:PORT/cam), ``.stop()`` kills it
-like a crash would, ``.start()`` brings it back on the same port (for reconnect tests).
+like a crash would, ``.start()`` brings it back on the same port (for reconnect tests), ``.pause()`` and
+``.resume()`` freeze and thaw it (a hung camera: the connection stays open, no data comes).
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ class RtspServer:
                 if sel.select(left):
                     return self._proc.stdout.readline().strip()
         return f"no ready line within {timeout:.0f} s"
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing more is sent, as with a hung camera."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill the server at once (SIGKILL: clients see the connection drop as in a crash)."""

@@ -1,0 +1,562 @@
+"""Camera capture: one reader per camera feeding a newest-frame hub that inference takes from.
+
+A ``CameraReader`` runs two kinds of thread:
+
+- its supervisor, ``capture-<name>`` (non-daemon): opens sessions, watches them for stalls, backs off
+  between reconnects and publishes ``CaptureState`` changes;
+- one I/O thread per session, ``capture-<name>-io<k>`` (daemon): opens the source, reads, resizes with
+  ``prepare`` and deposits the frame in the ``FrameHub``.
+
+``VideoCapture.read()`` can block far longer than its timeout on a dead stream (opencv #22677, #24393),
+and releasing a capture from another thread while it reads is unsafe. So the supervisor never touches
+a capture: when no frame came for ``stall_timeout_s`` it marks the session abandoned and starts a new
+one. The abandoned I/O thread releases its capture and exits as soon as its read returns; it is a
+daemon thread so that a read that never returns cannot hold up the process's exit.
+
+This module never imports OpenVINO: it hands ``Frame``s over and knows nothing of the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge_depth.config import CameraConfig
+from edge_depth.frames import Frame
+from edge_depth.redact import redact_url
+
+log = logging.getLogger(__name__)
+
+StateName = Literal["starting", "online", "reconnecting", "error", "ended", "stopped"]
+SourceKind = Literal["device", "stream", "file"]
+
+DEFAULT_FILE_FPS = 25.0
+_OPEN_GRACE_S = 2.0  # an open may overrun its own timeout by this much before the watchdog gives up on it
+_FPS_WINDOW_S = 1.0
+_RELEASE_WAIT_S = 1.0  # at shutdown, how long the supervisor waits for the I/O thread to release its capture
+_FFMPEG_OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+class SourceError(Exception):
+    """A source that cannot be opened; the message is one line and already redacted."""
+
+
+def one_line(text: str) -> str:
+    """``text`` redacted and folded to a single line (OpenCV errors span several)."""
+    return re.sub(r"\s+", " ", redact_url(text)).strip()
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What a camera's ``source`` setting names: a V4L2 device, a network stream or a video file."""
+
+    kind: SourceKind
+    target: str | int  # device index or path, URL, or file path, as OpenCV takes it
+    display: str  # redacted, for logs and status
+
+    @staticmethod
+    def parse(source: str | int) -> Source:
+        if isinstance(source, int) or source.strip().isdigit():
+            index = int(source)
+            return Source("device", index, f"/dev/video{index}")
+        if "://" in source:
+            return Source("stream", source, redact_url(source))
+        if source.startswith("/dev/"):
+            return Source("device", source, source)
+        return Source("file", source, redact_url(source))
+
+
+class _FfmpegOptions:
+    """Serialises OPENCV_FFMPEG_CAPTURE_OPTIONS, which OpenCV's FFmpeg backend reads when a capture opens.
+
+    The variable is process-wide, so cameras that want different RTSP transports must not open at the
+    same time. Opens that want the value currently set run concurrently (the usual case: every camera
+    on TCP); one that wants another value waits until no open is in flight.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._value: str | None = None
+        self._in_flight = 0
+
+    @contextmanager
+    def use(self, value: str) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_flight == 0 or self._value == value)
+            if self._value != value:
+                os.environ[_FFMPEG_OPTIONS_VAR] = value
+                self._value = value
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+
+_ffmpeg_options = _FfmpegOptions()
+
+
+def open_source(cfg: CameraConfig) -> cv2.VideoCapture:
+    """An opened ``cv2.VideoCapture`` for ``cfg.source``, or ``SourceError`` with a one-line redacted reason.
+
+    Streams and files go through FFmpeg with ``cfg.open_timeout_s`` / ``cfg.read_timeout_s``; RTSP uses
+    ``cfg.rtsp_transport`` (TCP by default). Devices go through V4L2 on Linux, whose backend rejects
+    those timeout parameters: the reader's stall watchdog covers a device that stops sending.
+    """
+    source = Source.parse(cfg.source)
+    if source.kind == "file" and not Path(str(source.target)).is_file():
+        raise SourceError(f"video file not found: {source.display}")
+    if source.kind == "device":
+        path = source.display if isinstance(source.target, int) else str(source.target)
+        if sys.platform.startswith("linux") and not Path(path).exists():
+            raise SourceError(f"video device not found: {path}")
+        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+        cap = cv2.VideoCapture(source.target, api)
+    else:
+        timeouts = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            round(cfg.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            round(cfg.read_timeout_s * 1000),
+        ]
+        if source.kind == "stream":
+            with _ffmpeg_options.use(f"rtsp_transport;{cfg.rtsp_transport}"):
+                cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, timeouts)
+        else:
+            cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, timeouts)
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(f"cannot open {source.kind} {source.display}")
+    return cap
+
+
+# -------------------------------------------------------------------------------------------------- hub
+
+
+class FrameHub:
+    """Where readers deposit frames and inference takes them: one slot per camera holding the newest
+    frame not yet taken.
+
+    ``put(block=False)`` replaces an untaken frame and counts it as dropped (live sources: inference
+    always sees the newest view); ``put(block=True)`` waits for the slot to be free (files played as
+    fast as inference goes, so that none is lost). ``take`` serves cameras round-robin so that one fast
+    camera cannot starve the others.
+    """
+
+    _STOP_CHECK_S = 0.1  # a blocked put re-checks its stop event this often (the event cannot notify us)
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._slots: dict[str, Frame | None] = {}
+        self._order: list[str] = []
+        self._next = 0
+        self._dropped: dict[str, int] = {}
+
+    def _register(self, camera: str) -> None:
+        if camera not in self._slots:
+            self._slots[camera] = None
+            self._order.append(camera)
+            self._dropped[camera] = 0
+
+    def put(self, frame: Frame, *, block: bool, stop: threading.Event) -> bool:
+        """Deposit ``frame`` in its camera's slot; True once it is there, False if ``stop`` was set first."""
+        with self._cond:
+            self._register(frame.camera)
+            if block:
+                while self._slots[frame.camera] is not None:
+                    if stop.is_set():
+                        return False
+                    self._cond.wait(self._STOP_CHECK_S)
+            elif self._slots[frame.camera] is not None:
+                self._dropped[frame.camera] += 1
+            self._slots[frame.camera] = frame
+            self._cond.notify_all()
+            return True
+
+    def take(self, timeout: float) -> Frame | None:
+        """The next untaken frame, choosing cameras round-robin; None after ``timeout`` seconds without one."""
+        with self._cond:
+            frame = self._pop_next()
+            if frame is None and self._cond.wait_for(self._any_ready, timeout):
+                frame = self._pop_next()
+            if frame is not None:
+                self._cond.notify_all()  # a blocked put may go on
+            return frame
+
+    def _any_ready(self) -> bool:
+        return any(f is not None for f in self._slots.values())
+
+    def _pop_next(self) -> Frame | None:
+        count = len(self._order)
+        for i in range(count):
+            index = (self._next + i) % count
+            camera = self._order[index]
+            frame = self._slots[camera]
+            if frame is not None:
+                self._slots[camera] = None
+                self._next = index + 1
+                return frame
+        return None
+
+    def dropped(self, camera: str) -> int:
+        """Frames of ``camera`` replaced in the hub before inference took them."""
+        with self._cond:
+            return self._dropped.get(camera, 0)
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureState:
+    """A camera's capture health, as published in its status.
+
+    ``state``: starting | online | reconnecting (lost a source that worked, retrying) | error (the source
+    never came up, retrying) | ended (a file without ``loop`` reached its end) | stopped (shut down).
+    ``frames_dropped``: frames decoded but never inferred, = ``frames_stale`` (replaced in the hub by a
+    newer one) + ``frames_skipped`` (skipped to honour ``fps_limit``).
+    ``reconnects``: attempts to open the source again after it failed or stalled.
+    ``fps``: decoded frames per second over the last second or so; 0 when frames stopped.
+    ``last_error``: one line, redacted; ``source``: redacted. ``since``: ``time.time()`` of the state change.
+    """
+
+    camera: str
+    state: StateName
+    frames_read: int
+    frames_dropped: int
+    frames_stale: int
+    frames_skipped: int
+    reconnects: int
+    fps: float
+    last_error: str | None
+    source: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """How a session ended."""
+
+    kind: Literal["ended", "failed", "stalled", "stopped"]
+    error: str | None = None
+
+
+class _Session:
+    """One open-read cycle of a source, shared by its I/O thread and the supervisor."""
+
+    def __init__(self, now: float) -> None:
+        self.thread: threading.Thread | None = None
+        self.abandoned = threading.Event()  # set by the supervisor: the I/O thread must let go
+        self.done = threading.Event()
+        self.outcome = _Outcome("failed", "session ended without a reason")
+        self.opened = False
+        self.frames = 0
+        self.last_progress = now  # clock() of the start, the open, or the latest decoded frame
+        self.waiting_for_consumer = False
+
+    def finish(self, outcome: _Outcome) -> None:
+        self.outcome = outcome
+        self.done.set()
+
+
+class CameraReader:
+    """Reads one camera in threads of its own and puts prepared frames into ``hub``.
+
+    ``prepare``: maps the decoded (H, W, 3) uint8 BGR image to the model's (h, w, 3) uint8 BGR input;
+    it runs in the reader's thread so that resizing overlaps with inference.
+    ``stop``: the shutdown event (may be shared by every reader); ``stop()`` sets it.
+    ``on_state``: called with the new ``CaptureState`` whenever ``state`` or ``last_error`` changes (not on
+    every frame), from a reader thread; it must be quick and must not raise.
+    ``clock``: monotonic seconds, for frame timestamps and stall detection.
+    """
+
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        hub: FrameHub,
+        prepare: Callable[[np.ndarray], np.ndarray],
+        stop: threading.Event,
+        *,
+        on_state: Callable[[CaptureState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cfg = cfg
+        self._hub = hub
+        self._prepare = prepare
+        self._stop = stop
+        self._on_state = on_state
+        self._clock = clock
+        self._source = Source.parse(cfg.source)
+        self._name = cfg.name
+        self._lock = threading.Lock()
+        self._frames_read = 0
+        self._frames_skipped = 0
+        self._reconnects = 0
+        self._fps = 0.0
+        self._last_frame_mono: float | None = None
+        self._fps_window_start = 0.0
+        self._fps_window_frames = 0
+        self._session: _Session | None = None
+        self._ever_online = False
+        self._state = CaptureState(
+            camera=cfg.name,
+            state="starting",
+            frames_read=0,
+            frames_dropped=0,
+            frames_stale=0,
+            frames_skipped=0,
+            reconnects=0,
+            fps=0.0,
+            last_error=None,
+            source=self._source.display,
+            since=time.time(),
+        )
+        self._thread = threading.Thread(target=self._supervise, name=f"capture-{cfg.name}", daemon=False)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Set the stop event and wait for the reader; True if it finished within ``timeout`` seconds."""
+        self._stop.set()
+        return self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the reader to finish (after ``stop`` was set, or a file ended); True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def state(self) -> CaptureState:
+        """The current state with up-to-date counters and fps."""
+        with self._lock:
+            stale = self._hub.dropped(self._name)
+            fps = self._fps
+            now = self._clock()
+            if self._state.state != "online" or (
+                self._last_frame_mono is not None and now - self._last_frame_mono > 2 * _FPS_WINDOW_S
+            ):
+                fps = 0.0  # never show a rate for a frozen camera
+            return replace(
+                self._state,
+                frames_read=self._frames_read,
+                frames_dropped=stale + self._frames_skipped,
+                frames_stale=stale,
+                frames_skipped=self._frames_skipped,
+                reconnects=self._reconnects,
+                fps=round(fps, 2),
+            )
+
+    # ---------------------------------------------------------------------------- state bookkeeping
+
+    def _set_state(self, state: StateName, error: str | None = None, session: _Session | None = None) -> None:
+        """Record a state change; ``session``: only if that session is still the current one."""
+        with self._lock:
+            if session is not None and (session is not self._session or session.abandoned.is_set()):
+                return
+            last_error = self._state.last_error if error is None else error
+            if state == self._state.state and last_error == self._state.last_error:
+                return
+            self._state = replace(self._state, state=state, last_error=last_error, since=time.time())
+        if self._on_state is not None:
+            try:
+                self._on_state(self.state())
+            except Exception as exc:
+                log.error("camera %s: state callback failed: %s", self._name, one_line(repr(exc)))
+
+    # ---------------------------------------------------------------------------------- supervisor
+
+    def _supervise(self) -> None:
+        try:
+            self._run_sessions()
+        except Exception as exc:  # a bug here must not take other cameras or the daemon down
+            error = one_line(f"capture failed: {exc!r}")
+            log.error("camera %s: %s", self._name, error)
+            self._set_state("error", error)
+        finally:
+            session = self._abandon_session()
+            if session is not None and session.thread is not None:
+                session.thread.join(_RELEASE_WAIT_S)  # let it release the capture, unless a read hangs
+            if self._state.state != "ended":
+                self._set_state("stopped")
+
+    def _run_sessions(self) -> None:
+        delay = self._cfg.reconnect.initial_s
+        number = 0
+        while not self._stop.is_set():
+            number += 1
+            session = self._start_session(number)
+            outcome = self._watch(session)
+            if outcome.kind == "stopped":
+                return
+            if outcome.kind == "ended":
+                log.info("camera %s: end of %s", self._name, self._source.display)
+                self._set_state("ended")
+                return
+            if session.frames:
+                delay = self._cfg.reconnect.initial_s  # frames flowed: the source works again
+            self._abandon_session()
+            state: StateName = "reconnecting" if self._ever_online else "error"
+            log.warning("camera %s: %s; retrying in %.1f s", self._name, outcome.error, delay)
+            self._set_state(state, outcome.error)
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, self._cfg.reconnect.max_s)
+            with self._lock:
+                self._reconnects += 1
+
+    def _start_session(self, number: int) -> _Session:
+        session = _Session(self._clock())
+        session.thread = threading.Thread(
+            target=self._run_session, args=(session,), name=f"capture-{self._name}-io{number}", daemon=True
+        )
+        with self._lock:
+            self._session = session
+        session.thread.start()
+        return session
+
+    def _watch(self, session: _Session) -> _Outcome:
+        """Wait for the session to end, to stall, or for stop; the verdict."""
+        tick = min(0.2, self._cfg.stall_timeout_s / 4)
+        while not session.done.wait(tick):
+            if self._stop.is_set():
+                return _Outcome("stopped")
+            silent = self._clock() - session.last_progress
+            if not session.opened and silent > self._cfg.open_timeout_s + _OPEN_GRACE_S:
+                return _Outcome("stalled", f"opening {self._source.display} did not finish in {silent:.1f} s")
+            if session.opened and not session.waiting_for_consumer and silent > self._cfg.stall_timeout_s:
+                return _Outcome("stalled", f"no frame from {self._source.display} for {silent:.1f} s")
+        return _Outcome("stopped") if self._stop.is_set() else session.outcome
+
+    def _abandon_session(self) -> _Session | None:
+        """Tell the current session's I/O thread to let go of its capture; that session."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.abandoned.set()
+        return session
+
+    # ------------------------------------------------------------------------------- session (I/O)
+
+    def _run_session(self, session: _Session) -> None:
+        try:
+            cap = open_source(self._cfg)
+        except SourceError as exc:
+            session.finish(_Outcome("failed", str(exc)))
+            return
+        except Exception as exc:
+            session.finish(_Outcome("failed", one_line(f"cannot open {self._source.display}: {exc!r}")))
+            return
+        try:
+            session.opened = True
+            session.last_progress = self._clock()
+            session.finish(self._read_frames(cap, session))
+        except Exception as exc:
+            session.finish(_Outcome("failed", one_line(f"reading {self._source.display} failed: {exc!r}")))
+        finally:
+            cap.release()
+
+    def _read_frames(self, cap: cv2.VideoCapture, session: _Session) -> _Outcome:
+        is_file = self._source.kind == "file"
+        pace = 1.0 / self._file_fps(cap) if is_file and self._cfg.realtime else 0.0
+        block = is_file and not self._cfg.realtime
+        limit = 1.0 / self._cfg.fps_limit if self._cfg.fps_limit else 0.0
+        next_due = next_allowed = self._clock()
+        while not (self._stop.is_set() or session.abandoned.is_set()):
+            if pace:
+                next_due = self._wait_until(next_due, pace)
+            ok, image = cap.read()
+            if session.abandoned.is_set():
+                break
+            if not ok:
+                if is_file and session.frames and self._cfg.loop and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                    continue
+                if is_file and session.frames:
+                    return _Outcome("ended")
+                return _Outcome("failed", f"no frame from {self._source.display} (stream ended or read failed)")
+            now = self._clock()
+            self._count_frame(session, now)
+            if limit:
+                if now < next_allowed:
+                    with self._lock:
+                        self._frames_skipped += 1
+                    continue
+                next_allowed = next_allowed + limit if now - next_allowed < limit else now + limit
+            if not self._deliver(session, image, now, block):
+                break
+        return _Outcome("stopped")
+
+    def _file_fps(self, cap: cv2.VideoCapture) -> float:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        return fps if 0 < fps <= 240 else DEFAULT_FILE_FPS
+
+    def _wait_until(self, due: float, period: float) -> float:
+        """Sleep until ``due`` (or stop); the next due time, re-anchored if we fell more than a period behind."""
+        delay = due - self._clock()
+        if delay > 0:
+            self._stop.wait(delay)
+        now = self._clock()
+        return due + period if now - due < period else now + period
+
+    def _count_frame(self, session: _Session, now: float) -> None:
+        session.frames += 1
+        session.last_progress = now
+        with self._lock:
+            self._frames_read += 1
+            self._update_fps(now)
+            self._last_frame_mono = now
+        if session.frames == 1:
+            self._ever_online = True
+            log.info("camera %s: online (%s)", self._name, self._source.display)
+            self._set_state("online", session=session)
+
+    def _update_fps(self, now: float) -> None:
+        """Frames per second over windows of about ``_FPS_WINDOW_S``; a pause starts a new window."""
+        if self._last_frame_mono is None or now - self._last_frame_mono > _FPS_WINDOW_S:
+            self._fps_window_start, self._fps_window_frames = now, 0
+            return
+        self._fps_window_frames += 1
+        elapsed = now - self._fps_window_start
+        if elapsed >= _FPS_WINDOW_S:
+            self._fps = self._fps_window_frames / elapsed
+            self._fps_window_start, self._fps_window_frames = now, 0
+
+    def _deliver(self, session: _Session, image: np.ndarray, now: float, block: bool) -> bool:
+        height, width = image.shape[:2]
+        frame = Frame(
+            camera=self._name,
+            seq=self._frames_read,
+            captured_mono=now,
+            captured_wall=time.time(),
+            image=self._prepare(image),
+            source_size=(width, height),
+        )
+        session.waiting_for_consumer = block
+        try:
+            return self._hub.put(frame, block=block, stop=self._stop)
+        finally:
+            session.waiting_for_consumer = False
+            session.last_progress = self._clock()
