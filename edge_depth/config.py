@@ -32,7 +32,6 @@ from edge_depth.alert_config import CameraAlertsConfig
 from edge_depth.config_base import StrictModel
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TOPIC_PREFIX = r"^[^#+/\s][^#+\s]*[^#+/\s]$|^[^#+/\s]$"
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
@@ -208,12 +207,15 @@ class CameraConfig(StrictModel):
         return value
 
     def source_kind(self) -> Literal["device", "url", "file"]:
-        """How `source` is opened: a V4L2 device (an index or /dev/...), a URL (scheme://...), or a file."""
-        if isinstance(self.source, int) or self.source.isdigit() or self.source.startswith("/dev/"):
+        """How `source` is opened: a V4L2 device (an index or /dev/...), a URL (scheme://...), or a file.
+
+        The same rule as capture.Source.parse.
+        """
+        if isinstance(self.source, int) or self.source.strip().isdigit():
             return "device"
-        if _URL.match(self.source):
+        if "://" in self.source:
             return "url"
-        return "file"
+        return "device" if self.source.startswith("/dev/") else "file"
 
 
 class LoggingConfig(StrictModel):
@@ -532,7 +534,8 @@ def _read_credential(name: str, env: Mapping[str, str]) -> str:
 def _validation_errors(doc: _Document, error: ValidationError) -> list[str]:
     """One line per problem, sorted by line; union members' messages about one key are merged."""
     merged: dict[Loc, list[str]] = {}
-    for details in error.errors(include_input=False, include_url=False):
+    # Inputs are only looked at, never printed: they may be passwords.
+    for details in error.errors(include_url=False):
         loc, message = _explain(doc, details)
         if message not in merged.setdefault(loc, []):
             merged[loc].append(message)
@@ -553,6 +556,11 @@ def _explain(doc: _Document, details: ErrorDetails) -> tuple[Loc, str]:
         return loc, _unknown_key(loc)
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
+    if kind == "model_type":  # pydantic names the class; the user wrote a section
+        found = "nothing" if details["input"] is None else type(details["input"]).__name__
+        return loc, f"should be a section of `key: value` lines, found {found}"
+    if kind == "string_type" and isinstance(details["input"], bool):
+        message += " (put it in quotes: YAML reads yes/no/on/off as true/false)"
     return loc, message
 
 
@@ -573,7 +581,9 @@ def _data_loc(data: Any, loc: tuple[int | str, ...], missing: bool) -> Loc:
 
 def _unknown_key(loc: Loc) -> str:
     valid = sorted(_keys_at(loc[:-1]))
-    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+    key = str(loc[-1])
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    close = close or [name for name in valid if len(key) >= 3 and name.startswith(key)][:1]  # fps -> fps_limit
     if close:
         return f"unknown key (did you mean '{close[0]}'?)"
     return f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key"
