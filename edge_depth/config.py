@@ -680,28 +680,40 @@ def _missing_files(config: Config, doc: _Document) -> list[str]:
     for loc, field, value in _fields(config, ()):
         extra = field.json_schema_extra
         if isinstance(value, Path) and isinstance(extra, dict) and extra.get("must_exist"):
-            problems = _file_problem(doc, loc, value)
+            problems = _file_problem(doc, loc, value, _shown(doc.value(loc), value))
             if not problems and loc == ("model", "path") and value.suffix == ".xml":
-                weights = _file_problem(doc, loc, value.with_suffix(".bin"))
-                problems = [problem + " (the IR's weights, beside the .xml)" for problem in weights]
+                weights = value.with_suffix(".bin")
+                problems = _file_problem(doc, loc, weights, f"{weights} (the IR's weights, beside the .xml)")
             errors += problems
     for index, camera in enumerate(config.cameras):
         if camera.enabled and camera.source_kind() == "file":
-            errors += _file_problem(doc, ("cameras", index, "source"), Path(str(camera.source)))
+            loc, resolved = ("cameras", index, "source"), Path(str(camera.source))
+            shown = _shown(doc.value(loc), resolved)
+            if "@" in shown:  # a mistyped URL (rtsp:/user:password@host): its password must not be printed
+                shown = "the value is hidden: it contains '@' and may be a URL with a password (URLs need '://')"
+            errors += _file_problem(doc, loc, resolved, shown)
     return errors
 
 
-def _file_problem(doc: _Document, loc: Loc, resolved: Path) -> list[str]:
-    written = doc.value(loc)
-    shown = str(resolved)
-    if isinstance(written, str) and written != shown and resolved.suffix == Path(written).suffix:
-        shown = f"{written} (resolved to {resolved})"
-    if not resolved.exists():
-        return [doc.error(loc, f"file not found: {shown}")]
-    if not resolved.is_file():
-        return [doc.error(loc, f"not a file: {shown}")]
-    if not os.access(resolved, os.R_OK):
-        return [doc.error(loc, f"file not readable by this user: {shown}")]
+def _shown(written: Any, resolved: Path) -> str:
+    """A path as the user wrote it, with where it was looked for when that differs."""
+    if isinstance(written, str) and written != str(resolved):
+        return f"{written} (resolved to {resolved})"
+    return str(resolved)
+
+
+def _file_problem(doc: _Document, loc: Loc, resolved: Path, shown: str) -> list[str]:
+    return [doc.error(loc, f"{problem}: {shown}") for problem in _problem(resolved)]
+
+
+def _problem(path: Path) -> list[str]:
+    """[] when `path` is a readable file, else the one problem with it (without the path)."""
+    if not path.exists():
+        return ["file not found"]
+    if not path.is_file():
+        return ["not a file"]
+    if not os.access(path, os.R_OK):
+        return ["file not readable by this user"]
     return []
 
 

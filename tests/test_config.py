@@ -411,6 +411,8 @@ def test_secrets_never_appear_in_errors(tmp_path: Path) -> None:
     first = errors_of(path, env)
     second = errors_of(write(tmp_path, text.replace("${@cam", "@cam")), env)
     third = errors_of(write(tmp_path, f"mqtt:\n  password: {SECRET}\n" + MINIMAL, "third.yaml"))
+    typo = f"cameras:\n  - name: cam\n    source: rtsp:/admin:{SECRET}@cam/stream\n"
+    fourth = errors_of(write(tmp_path, ir_dir(tmp_path) + typo, "fourth.yaml"))
     code, output = check_config(path)
 
     assert any("'${' is not closed" in e for e in first)
@@ -425,7 +427,11 @@ def test_secrets_never_appear_in_errors(tmp_path: Path) -> None:
         "cameras[1].source",
     }
     assert code == 2
-    for text_out in (*first, *second, *third, output):
+    assert fourth == [
+        f"{tmp_path / 'fourth.yaml'}:5: cameras[0].source: file not found: the value is hidden: it contains '@' "
+        "and may be a URL with a password (URLs need '://')"
+    ]
+    for text_out in (*first, *second, *third, *fourth, output):
         assert SECRET not in text_out
         assert "Tr0ub4dor" not in text_out
 
