@@ -1,0 +1,375 @@
+"""Depth references: turn the model's relative inverse depth into values that are comparable between frames.
+
+MiDaS returns inverse depth up to a scale and a shift that change in every frame. Each reference maps a
+frame to a *score* map, (H, W) float32 where larger = nearer, and maps thresholds and scores to distances
+in its unit:
+
+- ``relative`` (unit ``"relative"``): each frame is normalised by its own robust percentiles (p2 -> far,
+  p98 -> near by default), which cancels the per-frame scale and shift, and smoothed per pixel over time.
+  Score = nearness (0 = as far as the frame's farthest 2 %, 1 = as near as its nearest 2 %); distance =
+  1 - nearness. Comparable within one camera's view, not across cameras; a large object entering the
+  view shifts everything else slightly.
+- ``baseline`` (unit ``"baseline"``): the empty scene is learned as the per-pixel median of normalised
+  frames over ``learn_s`` and kept in "baseline range" units (its own p2 = 0, p98 = 1). Each frame is
+  aligned to it by a robust least-squares scale and shift fitted on background pixels, so the per-frame
+  jitter cancels. Score = how much nearer than the baseline a pixel is (fraction of the baseline range);
+  distance = 1 - aligned nearness (0 = as near as the nearest 2 % of the empty scene, 1 = as far as its
+  farthest 2 %, negative = nearer than anything in the empty scene). The baseline adapts: unchanged pixels
+  follow slowly (``drift_time_constant_s``), pixels that stay changed for ``absorb_after_s`` are replaced
+  (a moved chair); pixels the caller freezes (a latched fall) never adapt.
+- ``metric`` (unit ``"m"``): each frame, ``1/Z = a * d + b`` is fitted by least squares at the reference
+  points (median of a small patch around each); score = fitted inverse distance (1/m), distance = metres.
+  A frame with fewer usable points than ``min_points``, or a fit that is not increasing, is uncalibrated:
+  no score at all rather than a guess. With 3+ points a point off by more than ``max_point_error`` is
+  dropped as occluded and the fit redone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from edge_depth.alert_config import BaselineConfig, MetricConfig, ReferenceConfig, ReferencePoint, RelativeConfig
+
+log = logging.getLogger(__name__)
+
+_GRID = 4  # frame-wide statistics on every 4th pixel: 3072 values at 256x192
+_MIN_FIT_PIXELS = 32
+_SIGMA_FLOOR = 0.01  # in baseline-range units: noise below 1 % of the range is never an outlier
+_MAD_TO_SIGMA = 1.4826
+_MAX_STEP_S = 1.0  # a gap in the stream counts as at most this much time for adaptation
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """One frame in the reference's terms.
+
+    ``score``: (H, W) float32, larger = nearer (unit per mode, see the module docstring); NaN where the
+    depth was not finite. ``foreground``: (H, W) bool, pixels clearly nearer than the baseline (baseline
+    mode only, else None).
+    """
+
+    score: np.ndarray
+    foreground: np.ndarray | None
+
+
+class Reference(Protocol):
+    unit: str
+
+    def measure(self, depth: np.ndarray, t: float) -> Measure | None:
+        """Score one (H, W) float32 depth map at monotonic time ``t`` (s); None when uncalibrated."""
+
+    def threshold_score(self, threshold: float) -> float:
+        """The score that a zone threshold (in this reference's unit) corresponds to."""
+
+    def distances(self, scores: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """Distances (this reference's unit) of ``scores`` taken at raveled pixel indices ``flat``."""
+
+
+def _grid_values(depth: np.ndarray) -> np.ndarray:
+    grid = depth[::_GRID, ::_GRID]
+    finite = np.isfinite(grid)
+    return grid.ravel() if finite.all() else grid[finite]
+
+
+def _ema_alpha(dt: float, time_constant: float) -> float:
+    if time_constant <= 0:
+        return 1.0
+    return 1.0 - math.exp(-min(max(dt, 0.0), _MAX_STEP_S * 10) / time_constant)
+
+
+class RelativeReference:
+    unit = "relative"
+
+    def __init__(self, cfg: RelativeConfig) -> None:
+        self._cfg = cfg
+        self._smoothed: np.ndarray | None = None
+        self._last_t = 0.0
+
+    def measure(self, depth: np.ndarray, t: float) -> Measure | None:
+        values = _grid_values(depth)
+        if values.size < _MIN_FIT_PIXELS:
+            return None
+        low, high = np.percentile(values, (self._cfg.low_percentile, self._cfg.high_percentile))
+        if not high > low:
+            return None
+        nearness = (depth - np.float32(low)) * np.float32(1.0 / (high - low))
+        previous = self._smoothed
+        alpha = _ema_alpha(t - self._last_t, self._cfg.smoothing_s)
+        if previous is not None and previous.shape == nearness.shape and alpha < 1:
+            blend = previous + np.float32(alpha) * (nearness - previous)
+            # A non-finite pixel would stick in the average forever: restart it from the new frame.
+            nearness = blend if np.isfinite(blend).all() else np.where(np.isfinite(blend), blend, nearness)
+        self._smoothed = nearness
+        self._last_t = t
+        return Measure(nearness.astype(np.float32, copy=False), None)
+
+    def threshold_score(self, threshold: float) -> float:
+        return 1.0 - threshold
+
+    def distances(self, scores: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        return 1.0 - scores
+
+
+def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
+    """Least-squares (slope, intercept) of y = slope * x + intercept; None when x has no spread."""
+    mx, my = float(x.mean()), float(y.mean())
+    dx = x - mx
+    var = float(np.dot(dx, dx))
+    if not var > 0:
+        return None
+    slope = float(np.dot(dx, y - my)) / var
+    return slope, my - slope * mx
+
+
+class BaselineReference:
+    """The learned empty scene, in baseline-range units; see the module docstring."""
+
+    unit = "baseline"
+
+    def __init__(self, cfg: BaselineConfig, path: Path | None = None) -> None:
+        self._cfg = cfg
+        self._path = path
+        self._baseline: np.ndarray | None = None
+        self._changed_for: np.ndarray | None = None  # (H, W) float32 s each pixel has stayed changed
+        self._background_grid: np.ndarray | None = None  # last frame's background, subsampled
+        self._learn_start: float | None = None
+        self._learn_last = -math.inf
+        self._learn_frames: list[np.ndarray] = []
+        self._last_adapt_t: float | None = None
+        if path is not None and path.exists():
+            self._load(path)
+
+    @property
+    def ready(self) -> bool:
+        """A baseline is learned (or loaded) and in use."""
+        return self._baseline is not None
+
+    @property
+    def baseline(self) -> np.ndarray | None:
+        """(H, W) float32 baseline nearness (0 = far end, 1 = near end of the empty scene), or None."""
+        return self._baseline
+
+    def reset(self) -> None:
+        """Forget the baseline and learn it again from the next frames."""
+        self._baseline = None
+        self._changed_for = None
+        self._background_grid = None
+        self._learn_start = None
+        self._learn_last = -math.inf
+        self._learn_frames = []
+        self._last_adapt_t = None
+
+    def save(self) -> None:
+        """Write the baseline to its .npy file (atomically); nothing when unlearned or without a path."""
+        if self._path is None or self._baseline is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp.npy")
+        np.save(tmp, self._baseline)
+        os.replace(tmp, self._path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            baseline = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring baseline %s: %s", path, exc)
+            return
+        if baseline.ndim != 2 or not np.isfinite(baseline).all():
+            log.warning("ignoring baseline %s: not a finite 2-D array", path)
+            return
+        self._adopt(baseline.astype(np.float32))
+
+    def _adopt(self, baseline: np.ndarray) -> None:
+        self._baseline = baseline
+        self._changed_for = np.zeros_like(baseline)
+        self._background_grid = None
+        self._last_adapt_t = None
+
+    def measure(self, depth: np.ndarray, t: float) -> Measure | None:
+        baseline = self._baseline
+        if baseline is not None and baseline.shape != depth.shape:
+            log.warning("baseline shape %s does not match depth %s: learning again", baseline.shape, depth.shape)
+            self.reset()
+            baseline = None
+        if baseline is None:
+            self._learn(depth, t)
+            return None
+        fit = self._align(depth, baseline)
+        if fit is None:
+            return None
+        scale, shift = fit
+        score = depth * np.float32(scale) + np.float32(shift) - baseline
+        return Measure(score, score >= np.float32(self._cfg.foreground))
+
+    def _learn(self, depth: np.ndarray, t: float) -> None:
+        cfg = self._cfg
+        if self._learn_start is None:
+            self._learn_start = t
+        if t - self._learn_last >= cfg.learn_s / cfg.learn_frames:
+            normalised = _normalise(depth)
+            if normalised is not None:
+                self._learn_frames.append(normalised)
+                self._learn_last = t
+        if t - self._learn_start >= cfg.learn_s and len(self._learn_frames) >= 3:
+            stack = np.stack(self._learn_frames)
+            median = np.nanmedian(stack, axis=0) if not np.isfinite(stack).all() else np.median(stack, axis=0)
+            learned = _normalise(np.nan_to_num(median, nan=float(np.nanmedian(median))).astype(np.float32))
+            self._learn_frames = []
+            self._learn_start = None
+            if learned is not None:
+                self._adopt(learned)
+
+    def _align(self, depth: np.ndarray, baseline: np.ndarray) -> tuple[float, float] | None:
+        """Robust (scale, shift) mapping ``depth`` onto ``baseline`` on background pixels of the grid."""
+        d = depth[::_GRID, ::_GRID].ravel()
+        b = baseline[::_GRID, ::_GRID].ravel()
+        finite = np.isfinite(d)
+        previous = self._background_grid
+        use = finite & previous if previous is not None and previous.shape == finite.shape else finite
+        fit: tuple[float, float] | None = None
+        for _ in range(self._cfg.fit_iterations + 1):
+            if np.count_nonzero(use) < _MIN_FIT_PIXELS:
+                return None
+            fit = _line_fit(d[use], b[use])
+            if fit is None or fit[0] <= 0:
+                return None
+            residual = d * fit[0] + fit[1] - b
+            sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(residual[use]))), _SIGMA_FLOOR)
+            use = finite & (np.abs(residual) <= self._cfg.fit_outlier_sigma * sigma)
+        self._background_grid = use
+        return fit
+
+    def threshold_score(self, threshold: float) -> float:
+        return threshold
+
+    def distances(self, scores: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        # Distance in baseline units needs the baseline at each pixel: aligned nearness = score + baseline.
+        if self._baseline is None:
+            return np.full(scores.shape, np.nan, np.float32)
+        aligned: np.ndarray = scores + self._baseline.ravel()[flat]
+        return 1.0 - aligned
+
+    def adapt(self, score: np.ndarray, t: float, frozen: np.ndarray | None = None) -> None:
+        """Let the baseline follow lasting changes; call after :meth:`measure` with its ``score``.
+
+        ``frozen``: (H, W) bool pixels that must not adapt now (a latched fall). Runs at most 4 times a
+        second: the time constants are minutes.
+        """
+        baseline, changed_for = self._baseline, self._changed_for
+        if baseline is None or changed_for is None or score.shape != baseline.shape:
+            return
+        if self._last_adapt_t is None:
+            self._last_adapt_t = t
+            return
+        dt = t - self._last_adapt_t
+        if dt < 0.25:
+            return
+        self._last_adapt_t = t
+        dt = min(dt, _MAX_STEP_S)
+        step = np.nan_to_num(score, nan=0.0)
+        changed = np.abs(step) >= np.float32(self._cfg.foreground)
+        if frozen is not None:
+            changed &= ~frozen
+            step = np.where(frozen, np.float32(0), step)
+        changed_for += np.float32(dt)
+        changed_for[~changed] = 0
+        absorb = changed_for >= np.float32(self._cfg.absorb_after_s)
+        drift = np.float32(_ema_alpha(dt, self._cfg.drift_time_constant_s))
+        baseline += np.where(changed, np.float32(0), drift * step)
+        if absorb.any():
+            baseline[absorb] += step[absorb]
+            changed_for[absorb] = 0
+
+
+def _normalise(depth: np.ndarray) -> np.ndarray | None:
+    """(H, W) float32 depth mapped so that its p2 -> 0 and p98 -> 1; None without spread."""
+    values = _grid_values(depth)
+    if values.size < _MIN_FIT_PIXELS:
+        return None
+    low, high = np.percentile(values, (2.0, 98.0))
+    if not high > low:
+        return None
+    return ((depth - np.float32(low)) * np.float32(1.0 / (high - low))).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricFit:
+    """``inverse_m = a * depth + b``; ``points``: how many reference points the fit used."""
+
+    a: float
+    b: float
+    points: int
+
+
+class MetricReference:
+    """Metres from reference points; see the module docstring."""
+
+    unit = "m"
+
+    def __init__(self, cfg: MetricConfig) -> None:
+        self._cfg = cfg
+        self.last_fit: MetricFit | None = None
+
+    def measure(self, depth: np.ndarray, t: float) -> Measure | None:
+        self.last_fit = fit = self.fit(depth)
+        if fit is None:
+            return None
+        return Measure(depth * np.float32(fit.a) + np.float32(fit.b), None)
+
+    def fit(self, depth: np.ndarray) -> MetricFit | None:
+        """Fit ``1/Z = a * d + b`` at the usable reference points of one (H, W) depth map."""
+        samples = [(v, p.distance_m) for p in self._cfg.points if (v := self._sample(depth, p)) is not None]
+        if len(samples) < self._cfg.min_points:
+            return None
+        d = np.array([s[0] for s in samples], np.float64)
+        z = np.array([s[1] for s in samples], np.float64)
+        while True:
+            line = _line_fit(d, 1.0 / z)
+            if line is None or line[0] <= 0:
+                return None
+            a, b = line
+            inverse = a * d + b
+            if (inverse <= 0).any():
+                return None
+            error = np.abs(1.0 / inverse - z) / z
+            worst = int(np.argmax(error))
+            if d.size < 3 or error[worst] <= self._cfg.max_point_error:
+                return MetricFit(a, b, int(d.size))
+            if d.size - 1 < self._cfg.min_points:
+                return None
+            d, z = np.delete(d, worst), np.delete(z, worst)
+
+    def _sample(self, depth: np.ndarray, point: ReferencePoint) -> float | None:
+        """Median depth of the patch around ``point``; None when most of it is not finite."""
+        height, width = depth.shape
+        x = min(max(round(point.x * width - 0.5), 0), width - 1)
+        y = min(max(round(point.y * height - 0.5), 0), height - 1)
+        r = self._cfg.patch_px
+        patch = depth[max(y - r, 0) : y + r + 1, max(x - r, 0) : x + r + 1]
+        finite = patch[np.isfinite(patch)]
+        if finite.size * 2 <= patch.size:
+            return None
+        return float(np.median(finite))
+
+    def threshold_score(self, threshold: float) -> float:
+        return 1.0 / threshold
+
+    def distances(self, scores: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.where(scores > 0, 1.0 / scores, np.inf)
+
+
+def make_reference(cfg: ReferenceConfig, baseline_path: Path | None = None) -> Reference:
+    """The reference object for a camera's ``reference`` config section."""
+    if cfg.mode == "relative":
+        return RelativeReference(cfg.relative)
+    if cfg.mode == "metric":
+        return MetricReference(cfg.metric)
+    return BaselineReference(cfg.baseline, baseline_path)
