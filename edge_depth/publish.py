@@ -9,6 +9,7 @@ paho #856).
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import threading
@@ -184,9 +185,6 @@ class MqttPublisher:
     def _make_client(self) -> _Client:
         cfg = self._cfg
         client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id)
-        # A callback that raises would otherwise end paho's network thread: log it and carry on.
-        client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger(f"{self._log.name}.paho"))
         client.will_set(self._topics.available, b"offline", qos=1, retain=True)
         # paho annotates the delays as int, but its backoff arithmetic is float throughout.
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
@@ -206,12 +204,23 @@ class MqttPublisher:
                 raise ValueError(f"mqtt.tls: cannot load {files or 'the system CAs'}: {exc}") from exc
             if tls.insecure:
                 client.tls_insecure_set(True)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
+        client.on_connect = self._guarded(self._on_connect)
+        client.on_connect_fail = self._guarded(self._on_connect_fail)
+        client.on_disconnect = self._guarded(self._on_disconnect)
+        client.on_message = self._guarded(self._on_message)
+        client.on_publish = self._guarded(self._on_publish)
         return client
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        # An exception in a callback would end paho's network thread (or, with suppress_exceptions, vanish).
+        @functools.wraps(callback)
+        def run(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception:
+                self._log.exception("MQTT callback %s failed", callback.__name__)
+
+        return run
 
     # --- sending (callers hold self._lock) ---
 
@@ -251,7 +260,7 @@ class MqttPublisher:
         if reason_code.is_failure:
             reason = str(reason_code)
             hint = "; check mqtt.username and mqtt.password" if reason.lower() in _AUTH_FAILURES else ""
-            self._connect_failed(f"refused the connection: {reason}{hint}")
+            self._connect_failed(f"refused the connection: {reason}{hint}", logging.ERROR)
             return
         with self._lock:
             self._connects += 1
@@ -273,20 +282,20 @@ class MqttPublisher:
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         error = self._client.last_connect_error
         if isinstance(error, ssl.SSLError):
-            self._connect_failed(f"TLS handshake failed: {error}; check mqtt.tls")
+            self._connect_failed(f"TLS handshake failed: {error}; check mqtt.tls", logging.ERROR)
         else:
-            self._connect_failed(f"unreachable: {error}")
+            # Usual while the broker restarts or boots after us: a warning, not an error.
+            self._connect_failed(f"unreachable: {error}", logging.WARNING)
 
-    def _connect_failed(self, reason: str) -> None:
+    def _connect_failed(self, reason: str, level: int) -> None:
         with self._lock:
             self._last_error = reason
             first = reason != self._failure_logged
             self._failure_logged = reason
         # One line per kind of failure; paho keeps retrying with its backoff, repeats go to debug.
-        level = logging.ERROR if first else logging.DEBUG
         self._log.log(
-            level,
-            "MQTT broker %s %s (retrying every %g s to %g s)",
+            level if first else logging.DEBUG,
+            "MQTT broker %s %s (retrying with backoff from %g s to %g s)",
             self._broker,
             reason,
             self._cfg.reconnect_min_s,
@@ -309,10 +318,12 @@ class MqttPublisher:
             for message in client.drop_out_messages():
                 if message.topic != self._topics.available and message.topic not in self._retained:
                     self._enqueue(_Outgoing(message.topic, bytes(message.payload), message.qos, message.retain))
-            if was_connected and not self._stopping:
-                self._last_error = f"connection lost: {reason_code}"
-        if was_connected and not self._stopping:
-            self._log.warning("lost connection to MQTT broker %s (%s); reconnecting", self._broker, reason_code)
+            if not was_connected or self._stopping:
+                return
+            # paho's own reason for a dropped socket is "Unspecified error": only the broker's says something.
+            why = f" ({reason_code})" if flags.is_disconnect_packet_from_server else ""
+            self._last_error = f"connection lost{why}"
+        self._log.warning("lost connection to MQTT broker %s%s; reconnecting", self._broker, why)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.support.rtsp", "tests.support.models"]
+pytest_plugins: list[str] = ["tests.support.rtsp", "tests.support.broker", "tests.support.models"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
