@@ -273,7 +273,7 @@ def test_realtime_file_is_paced_at_its_frame_rate(sample_clip: Path, readers: li
 
     span = frames[-1].captured_mono - frames[0].captured_mono
     rate = (frames[-1].seq - frames[0].seq) / span
-    assert 20 <= rate <= 30, f"decoded at {rate:.1f} fps, the clip has 25"
+    assert 15 <= rate <= 35, f"decoded at {rate:.1f} fps, the clip has 25"
     assert 15 <= reader.state().fps <= 35
     assert reader.state().frames_dropped == 0  # this consumer keeps up
 
