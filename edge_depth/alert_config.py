@@ -104,12 +104,13 @@ class MetricConfig(StrictModel):
     patch_px: int = Field(
         2, ge=0, le=10, description="Half size of the square patch read around each point (model pixels)."
     )
+    # MiDaS small alone is off by up to ~25 % at single points (NYU frames); an occluder is off by far more.
     max_point_error: float = Field(
-        0.15,
+        0.3,
         gt=0,
         le=1,
-        description="With 3+ points, a point whose fitted distance is off by more than this fraction is dropped "
-        "(occluded) and the fit redone.",
+        description="With 3+ points, a point off the line through the others by more than this fraction of its "
+        "distance is dropped (occluded).",
     )
 
 

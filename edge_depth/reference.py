@@ -20,8 +20,8 @@ in its unit:
 - ``metric`` (unit ``"m"``): each frame, ``1/Z = a * d + b`` is fitted by least squares at the reference
   points (median of a small patch around each); score = fitted inverse distance (1/m), distance = metres.
   A frame with fewer usable points than ``min_points``, or a fit that is not increasing, is uncalibrated:
-  no score at all rather than a guess. With 3+ points a point off by more than ``max_point_error`` is
-  dropped as occluded and the fit redone.
+  no score at all rather than a guess. With 3+ points, points that disagree with the best line through
+  the others by more than ``max_point_error`` are dropped as occluded before the least-squares fit.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ _MIN_FIT_PIXELS = 32
 _SIGMA_FLOOR = 0.01  # in baseline-range units: noise below 1 % of the range is never an outlier
 _MAD_TO_SIGMA = 1.4826
 _MAX_STEP_S = 1.0  # a gap in the stream counts as at most this much time for adaptation
+_MIN_EXPLAINED = 0.5  # a metric fit must explain half the variance of the points' inverse distances
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,14 @@ class RelativeReference:
 
     def distances(self, scores: np.ndarray, flat: np.ndarray) -> np.ndarray:
         return 1.0 - scores
+
+
+def _explained(line: tuple[float, float], x: np.ndarray, y: np.ndarray) -> float:
+    """R squared of ``line`` for the points (x, y): 1 = perfect, 0 = no better than their mean."""
+    total = float(np.sum((y - y.mean()) ** 2))
+    if total <= 0:
+        return 1.0
+    return 1.0 - float(np.sum((line[0] * x + line[1] - y) ** 2)) / total
 
 
 def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
@@ -330,21 +339,52 @@ class MetricReference:
             return None
         d = np.array([s[0] for s in samples], np.float64)
         z = np.array([s[1] for s in samples], np.float64)
-        while True:
-            line = _line_fit(d, 1.0 / z)
+        inliers = np.ones(d.size, bool)
+        for _ in range(2):
+            line = _line_fit(d[inliers], 1.0 / z[inliers])
             if line is None or line[0] <= 0:
                 return None
-            a, b = line
-            inverse = a * d + b
-            if (inverse <= 0).any():
+            agree = self._agreeing(line, d, z)
+            if agree[inliers].all() and _explained(line, d[inliers], 1.0 / z[inliers]) >= _MIN_EXPLAINED:
+                break
+            # Some point is off (or one outlier flattened the line until every point looks close enough):
+            # restart from the points that the best pair of points agrees with.
+            consensus = self._consensus(d, z)
+            if consensus is None:
                 return None
-            error = np.abs(1.0 / inverse - z) / z
-            worst = int(np.argmax(error))
-            if d.size < 3 or error[worst] <= self._cfg.max_point_error:
-                return MetricFit(a, b, int(d.size))
-            if d.size - 1 < self._cfg.min_points:
-                return None
-            d, z = np.delete(d, worst), np.delete(z, worst)
+            inliers = consensus
+        used = int(np.count_nonzero(inliers))
+        if used < self._cfg.min_points or (line[0] * d[inliers] + line[1] <= 0).any():
+            return None
+        return MetricFit(line[0], line[1], used)
+
+    def _agreeing(self, line: tuple[float, float], d: np.ndarray, z: np.ndarray) -> np.ndarray:
+        inverse = line[0] * d + line[1]
+        with np.errstate(divide="ignore"):
+            error = np.where(inverse > 0, np.abs(1.0 / inverse - z) / z, np.inf)
+        return np.asarray(error <= self._cfg.max_point_error)
+
+    def _consensus(self, d: np.ndarray, z: np.ndarray) -> np.ndarray | None:
+        """(n,) bool: the largest set of points that one increasing line fits within ``max_point_error``.
+
+        Every pair of points defines a line (at most 496 for 32 points); the pair that agrees with most
+        points wins, ties going to the smaller total error. A least-squares fit alone would let one
+        occluded point drag the line until no single point looks wrong.
+        """
+        i, j = np.triu_indices(d.size, k=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = (1.0 / z[i] - 1.0 / z[j]) / (d[i] - d[j])
+            b = 1.0 / z[i] - a * d[i]
+            inverse = a[:, None] * d[None, :] + b[:, None]
+            error = np.where(inverse > 0, np.abs(1.0 / inverse - z) / z, np.inf)
+        error[~(a > 0)] = np.inf
+        agree = error <= self._cfg.max_point_error
+        counts = agree.sum(axis=1)
+        if counts.max() == 0:
+            return None
+        total = np.where(agree, error, 0.0).sum(axis=1)
+        best = np.lexsort((total, -counts))[0]
+        return np.asarray(agree[best])
 
     def _sample(self, depth: np.ndarray, point: ReferencePoint) -> float | None:
         """Median depth of the patch around ``point``; None when most of it is not finite."""
