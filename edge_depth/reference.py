@@ -340,23 +340,27 @@ class MetricReference:
         d = np.array([s[0] for s in samples], np.float64)
         z = np.array([s[1] for s in samples], np.float64)
         inliers = np.ones(d.size, bool)
-        for _ in range(2):
-            line = _line_fit(d[inliers], 1.0 / z[inliers])
-            if line is None or line[0] <= 0:
-                return None
-            agree = self._agreeing(line, d, z)
-            if agree[inliers].all() and _explained(line, d[inliers], 1.0 / z[inliers]) >= _MIN_EXPLAINED:
-                break
+        line = _line_fit(d, 1.0 / z)
+        if not self._acceptable(line, d, z):
             # Some point is off (or one outlier flattened the line until every point looks close enough):
-            # restart from the points that the best pair of points agrees with.
+            # keep the points that the best pair of points agrees with.
             consensus = self._consensus(d, z)
             if consensus is None:
                 return None
             inliers = consensus
+            line = _line_fit(d[inliers], 1.0 / z[inliers])
         used = int(np.count_nonzero(inliers))
-        if used < self._cfg.min_points or (line[0] * d[inliers] + line[1] <= 0).any():
+        if line is None or line[0] <= 0 or used < self._cfg.min_points:
+            return None
+        if (line[0] * d[inliers] + line[1] <= 0).any():
             return None
         return MetricFit(line[0], line[1], used)
+
+    def _acceptable(self, line: tuple[float, float] | None, d: np.ndarray, z: np.ndarray) -> bool:
+        """An increasing line that every point agrees with and that explains their spread."""
+        if line is None or line[0] <= 0:
+            return False
+        return bool(self._agreeing(line, d, z).all()) and _explained(line, d, 1.0 / z) >= _MIN_EXPLAINED
 
     def _agreeing(self, line: tuple[float, float], d: np.ndarray, z: np.ndarray) -> np.ndarray:
         inverse = line[0] * d + line[1]
