@@ -117,7 +117,10 @@ class MqttPublisher:
         self._started = True
 
     def stop(self, timeout: float = 3.0) -> None:
-        """Publishes ``offline`` (waiting up to ``timeout`` s for the broker's ack), disconnects, ends the thread."""
+        """Publishes ``offline`` (waiting up to ``timeout`` s for the broker's ack), disconnects, ends the thread.
+
+        Final: a stopped publisher is not started again.
+        """
         if not self._started:
             return
         with self._lock:
@@ -139,7 +142,12 @@ class MqttPublisher:
         self._started = False
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 0, retain: bool = False) -> bool:
-        """Sends now if connected. Otherwise QoS 0 is dropped (returns False) and QoS 1 waits in the outbox."""
+        """Sends now if connected. Otherwise QoS 0 is dropped (returns False) and QoS 1 waits in the outbox.
+
+        Raises ValueError for a topic with wildcards or a QoS other than 0, 1, 2: caught here rather than when
+        the outbox is flushed, where it would stop every later message.
+        """
+        _check_topic(topic, qos)
         message = _Outgoing(topic, _as_bytes(payload), qos, retain)
         with self._lock:
             if self._connected.is_set():
@@ -152,6 +160,7 @@ class MqttPublisher:
 
     def set_retained(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
         """Publishes retained state now if connected, and again after every connect (the broker may forget it)."""
+        _check_topic(topic, qos)
         data = _as_bytes(payload)
         with self._lock:
             self._retained[topic] = (data, qos)
@@ -162,7 +171,9 @@ class MqttPublisher:
         """Calls ``handler(topic, payload)`` for messages matching the ``topic`` filter; one handler per filter.
 
         Handlers run on paho's network thread: keep them short. An exception is logged and the loop goes on.
+        Raises ValueError for an invalid filter (the broker would drop the connection on every connect).
         """
+        _check_filter(topic, qos)
         with self._lock:
             self._subscriptions[topic] = (handler, qos)
             if self._connected.is_set():
@@ -346,6 +357,27 @@ class MqttPublisher:
     ) -> None:
         # Only paho's thread writes this counter; no lock, so that paho may call back from anywhere.
         self._messages_sent += 1
+
+
+def _check_topic(topic: str, qos: int) -> None:
+    if not topic or "+" in topic or "#" in topic:
+        raise ValueError(f"invalid MQTT topic {topic!r}: empty or with a wildcard")
+    _check_qos(qos)
+
+
+def _check_filter(topic_filter: str, qos: int) -> None:
+    if not topic_filter:
+        raise ValueError("empty MQTT topic filter")
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and (level != "#" or i != len(levels) - 1)):
+            raise ValueError(f"invalid MQTT topic filter {topic_filter!r}: '+' and '#' must be whole levels, '#' last")
+    _check_qos(qos)
+
+
+def _check_qos(qos: int) -> None:
+    if qos not in (0, 1, 2):
+        raise ValueError(f"MQTT QoS must be 0, 1 or 2, not {qos!r}")
 
 
 def _as_bytes(payload: bytes | str) -> bytes:

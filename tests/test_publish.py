@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -223,6 +224,27 @@ def test_an_outage_drops_heatmaps_and_keeps_the_newest_alerts_in_order(
         watcher.close()
 
 
+def test_alerts_the_broker_never_acknowledged_go_back_to_the_outbox(
+    mqtt_broker: Mosquitto, make_publisher: PublisherFactory
+) -> None:
+    publisher = make_publisher(mqtt_broker)
+    assert publisher.connected.wait(DEADLINE_S)
+    wait_until(lambda: publisher.stats().messages_sent >= 1, "online to be acknowledged")
+    sent_before = publisher.stats().messages_sent
+
+    mqtt_broker.pause()  # the alerts reach the broker's socket but are never acknowledged
+    assert all(publisher.publish(TOPICS.alert("porch"), f"alert-{i}", qos=1) for i in range(5))
+    mqtt_broker.kill()
+    wait_until(lambda: not publisher.connected.is_set(), "the publisher to notice the broker is gone")
+    assert publisher.stats().alerts_queued == 5
+
+    mqtt_broker.start()
+    assert publisher.connected.wait(DEADLINE_S)
+    wait_until(lambda: publisher.stats().alerts_queued == 0, "the outbox to be flushed")
+    # online again, then the five alerts, each acknowledged by the new broker
+    wait_until(lambda: publisher.stats().messages_sent >= sent_before + 6, "the alerts to be acknowledged")
+
+
 def test_a_wrong_password_gives_one_clear_error_and_spaced_retries(
     mqtt_broker_auth: Mosquitto, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -325,3 +347,22 @@ def test_a_handler_that_raises_does_not_stop_later_messages(
     (failure,) = records(caplog, logging.ERROR, f"MQTT handler for {topic} failed")
     assert failure.exc_info is not None
     assert publisher.stats().connected
+
+
+@pytest.mark.parametrize(
+    ("call", "culprit"),
+    [
+        (lambda p: p.publish("edge-test/+/alert", b"x", qos=1), "edge-test/+/alert"),
+        (lambda p: p.publish("edge-test/porch/alert", b"x", qos=3), "QoS"),
+        (lambda p: p.set_retained("", b"x"), "''"),
+        (lambda p: p.subscribe("edge-test/#/ack", lambda t, b: None), "edge-test/#/ack"),
+        (lambda p: p.subscribe("edge-test/porch+/ack", lambda t, b: None), "edge-test/porch+/ack"),
+    ],
+)
+def test_bad_topics_are_refused_before_they_reach_the_outbox(
+    call: Callable[[MqttPublisher], object], culprit: str
+) -> None:
+    publisher = MqttPublisher(MqttConfig.model_validate({"topic_prefix": PREFIX}), TOPICS)  # never started
+    with pytest.raises(ValueError, match=re.escape(culprit)):
+        call(publisher)
+    assert publisher.stats().alerts_queued == 0

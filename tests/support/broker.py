@@ -8,6 +8,7 @@ free loopback port with its own config in a temporary directory and is stopped a
 from __future__ import annotations
 
 import getpass
+import signal
 import socket
 import subprocess
 import threading
@@ -170,6 +171,20 @@ class Mosquitto:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def pause(self) -> None:
+        """Freezes the broker (SIGSTOP): connections stay open but nothing is answered."""
+        assert self._proc is not None, "not running"
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """Crashes the broker (SIGKILL, works on a paused one too): nothing is saved, sockets are reset."""
+        assert self._proc is not None, "not running"
+        self._proc.kill()
+        self._proc.wait()
         if self._proc.stderr:
             self._proc.stderr.close()
         self._proc = None
