@@ -13,7 +13,7 @@ ground truth in ``tests/fixtures/nyu`` and ``tests/fixtures/rgbd`` (see ``derive
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_depth.alerts import AlertEvent, AlertOutput, CameraAlerts
 from edge_depth.frames import DepthFrame
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -153,12 +154,12 @@ Timeline = Callable[[float], Sequence[Box]]
 
 
 def keyframes(*frames: tuple[float, Box | None]) -> Timeline:
-    """Boxes linearly interpolated between (time s, box) keyframes; None = absent. Before the first and after
-    the last keyframe the box holds."""
+    """Boxes linearly interpolated between (time s, box) keyframes; None = absent. Nothing before the first
+    keyframe; the last keyframe holds."""
 
     def at(t: float) -> Sequence[Box]:
-        if t <= frames[0][0]:
-            return [] if frames[0][1] is None else [frames[0][1]]
+        if t < frames[0][0]:
+            return []
         for (t0, b0), (t1, b1) in itertools.pairwise(frames):
             if t0 <= t < t1:
                 if b0 is None or b1 is None:
@@ -251,3 +252,39 @@ def frames(
 
 if __name__ == "__main__":
     derive_all()
+
+
+# -- running scenarios ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """Everything a scenario produced: ``outputs[i]`` belongs to ``frames[i]``."""
+
+    frames: list[DepthFrame]
+    outputs: list[AlertOutput]
+
+    def events(self, *, kind: str | None = None, zone: str | None = None) -> list[AlertEvent]:
+        return [
+            e
+            for out in self.outputs
+            for e in out.events
+            if (kind is None or e.kind == kind) and (zone is None or e.zone == zone)
+        ]
+
+    def types(self, **match: str) -> list[str]:
+        return [e.type for e in self.events(**match)]
+
+    def changes(self, zone: str) -> list[bool]:
+        """The zone's reported states, in order, after its initial report on the first frame."""
+        states = [on for out in self.outputs[1:] for name, on in out.zone_states if name == zone]
+        return states
+
+    def time_of(self, event: AlertEvent) -> float:
+        """Seconds since the scenario's t = 0 of the frame that produced ``event``."""
+        return next(f.captured_mono for f in self.frames if f.seq == event.frame) - T0_MONO
+
+
+def replay(alerts: CameraAlerts, source: Iterable[DepthFrame]) -> Run:
+    frames_ = list(source)
+    return Run(frames_, [alerts.process(f) for f in frames_])
