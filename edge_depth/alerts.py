@@ -403,7 +403,7 @@ class CameraAlerts:
             if change == "new":
                 start = tracker.occupied_since_wall
                 alert = tracker.alert = _OpenAlert(
-                    f"{self.camera}-{tracker.cfg.name}-{round(start * 1000)}", start, wall, _NO_STATS
+                    _alert_id(self.camera, tracker.cfg.name, start), start, wall, _NO_STATS
                 )
                 if tracker.cfg.snapshot:
                     snapshots.append(tracker.cfg.name)
@@ -460,7 +460,8 @@ class CameraAlerts:
         alert = self._fall_alert
         if change == "fallen" and region is not None:
             stats = self._region_stats(region, measure, masks)
-            alert = self._fall_alert = _OpenAlert(f"{self.camera}-{FALL_ZONE}-{round(wall * 1000)}", wall, wall, stats)
+            start = wall - (t - detector.fell_at)
+            alert = self._fall_alert = _OpenAlert(_alert_id(self.camera, FALL_ZONE, start), start, wall, stats)
             self._fall_last_event = t
             self._frozen = _box_mask(region, masks.shape)
             events.append(self._fall_event("new", alert, frame.seq))
@@ -517,6 +518,11 @@ class CameraAlerts:
         changes = tuple((name, on) for name, on in current.items() if self._reported.get(name) != on)
         self._reported = current
         return changes
+
+
+def _alert_id(camera: str, zone: str, start: float) -> str:
+    """Stable for the alert's lifecycle and unique per zone: ``<camera>-<zone>-<start in epoch ms>``."""
+    return f"{camera}-{zone}-{round(start * 1000)}"
 
 
 def _box_mask(region: Region, shape: tuple[int, int]) -> np.ndarray:

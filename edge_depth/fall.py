@@ -97,6 +97,11 @@ class FallDetector:
     def latched(self) -> bool:
         return self._state == "latched"
 
+    @property
+    def fell_at(self) -> float:
+        """Monotonic time (s) the current or last fall reached the floor."""
+        return self._since
+
     def clear(self) -> None:
         """Back to watching with no history (after an acknowledgement)."""
         self._state = "watching"

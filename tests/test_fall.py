@@ -1,0 +1,119 @@
+"""Fall detection on a real NYU room with a person-like box that falls, bends, sits, crouches or walks past.
+
+The person stands 1.5 m from the camera, 0.6 image heights tall (width/height 0.3 in pixels), from t = 6 s
+(after the baseline is learned); frames at 15 fps with MiDaS-like jitter and noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_depth.alert_config import CameraAlertsConfig
+from edge_depth.alerts import CameraAlerts
+from tests.support.scenes import Box, Run, Timeline, frames, keyframes, load_scene, person, posture, replay
+
+SCENE = "nyu_00122"
+STANDING = person(0.3, 0.92, 0.6, 1.5)
+LYING = posture(STANDING, 0.25, 3.5)
+
+
+def alerts(**fall: Any) -> CameraAlerts:
+    cfg: dict[str, Any] = {"fall": {"enabled": True, **fall}}
+    return CameraAlerts("cam", CameraAlertsConfig.model_validate(cfg))
+
+
+def run(timeline: Timeline, duration_s: float, camera: CameraAlerts | None = None) -> Run:
+    return replay(camera or alerts(), frames(load_scene(SCENE), timeline, duration_s=duration_s))
+
+
+def transition(to: Box, start: float, seconds: float, stay: float, back: bool = False) -> Timeline:
+    """Stand from 6 s, change posture to ``to`` between ``start`` and ``start + seconds``, hold ``stay`` s."""
+    keys: list[tuple[float, Box | None]] = [(6.0, STANDING), (start, STANDING), (start + seconds, to)]
+    if back:
+        keys += [(start + seconds + stay, to), (start + 2 * seconds + stay, STANDING)]
+    return keyframes(*keys)
+
+
+def test_a_fall_raises_one_latched_alert_until_acknowledged() -> None:
+    camera = alerts(update_interval_s=5)
+    fall = transition(LYING, 10.0, 0.7, 0)
+    result = run(fall, 25, camera)
+    events = result.events(kind="fall")
+    assert [e.type for e in events] == ["new", "update", "update"]
+    new = events[0]
+    assert 12.0 <= result.time_of(new) <= 13.0  # confirm_s after the drop
+    assert 10.0 <= new.start - result.frames[0].captured_wall <= 10.7  # when it fell
+    assert new.zone == "fall" and new.latched and new.severity == "critical"
+    assert new.bbox is not None and new.bbox[3] - new.bbox[1] < 0.25  # low and wide
+    assert result.changes("fall") == [True]
+    assert result.outputs[0].zone_states == (("fall", False),)
+    assert any(out.snapshot_zones == ("fall",) for out in result.outputs)
+
+    assert not camera.acknowledge("cam-fall-0")
+    assert camera.acknowledge(new.id)
+    after = replay(camera, frames(load_scene(SCENE), fall, duration_s=10, start_s=25))
+    ended = after.events(kind="fall")
+    assert [e.type for e in ended] == ["end"]
+    assert ended[0].id == new.id and ended[0].acknowledged and not ended[0].latched
+    assert ended[0].reason == "acknowledged"
+    assert after.outputs[0].events == (ended[0],)  # comes out with the next frame
+    assert ended[0].frame == after.frames[0].seq - 1  # the last frame seen when the ack arrived
+    assert [s for out in after.outputs for s in out.zone_states] == [("fall", False)]
+    assert not camera.acknowledge(new.id)  # already cleared
+
+
+def test_a_latched_fall_ends_when_the_person_gets_up() -> None:
+    result = run(transition(LYING, 10.0, 0.7, 8.0, back=True), 30)
+    assert result.types(kind="fall") == ["new", "end"]
+    end = result.events(kind="fall")[1]
+    assert end.reason == "risen" and not end.acknowledged
+    assert 19.4 <= result.time_of(end) <= 21.5  # up at 19.4 s, then rise_s
+
+
+def test_a_fallen_person_is_not_absorbed_into_the_baseline() -> None:
+    camera = CameraAlerts(
+        "cam",
+        CameraAlertsConfig.model_validate(
+            {"fall": {"enabled": True, "update_interval_s": 10}, "reference": {"baseline": {"absorb_after_s": 5}}}
+        ),
+    )
+    result = run(transition(LYING, 10.0, 0.7, 0), 40, camera)
+    assert result.types(kind="fall") == ["new", "update", "update"]  # reminders, still latched
+    assert result.changes("fall") == [True]
+
+
+def test_bending_over_is_not_a_fall() -> None:
+    bent = posture(STANDING, 0.6, 0.9)
+    assert run(transition(bent, 10.0, 0.6, 4.0, back=True), 20).events() == []
+
+
+def test_bending_over_and_staying_down_is_not_a_fall() -> None:
+    bent = posture(STANDING, 0.55, 1.0)
+    assert run(transition(bent, 10.0, 0.6, 8.0), 20).events() == []
+
+
+def test_sitting_down_is_not_a_fall() -> None:
+    seated = posture(STANDING, 0.65, 0.6)
+    assert run(transition(seated, 10.0, 1.5, 10.0), 22).events() == []
+
+
+def test_crouching_is_not_a_fall() -> None:
+    crouched = posture(STANDING, 0.5, 0.8)
+    assert run(transition(crouched, 10.0, 0.5, 5.0, back=True), 20).events() == []
+
+
+def test_walking_past_is_not_a_fall() -> None:
+    walk = keyframes((6.0, STANDING.moved(dx=-0.35)), (12.0, STANDING.moved(dx=0.75)), (12.01, None))
+    assert run(walk, 16).events() == []
+
+
+def test_a_slow_lie_down_is_not_a_fall() -> None:
+    """Lying down on purpose takes seconds: the top edge drops too slowly."""
+    assert run(transition(LYING, 10.0, 4.0, 5.0), 22).events() == []
+
+
+def test_lying_down_inside_an_exclusion_is_not_a_fall() -> None:
+    bed = {"name": "bed", "polygon": [[0.1, 0.7], [0.55, 0.7], [0.55, 1.0], [0.1, 1.0]]}
+    camera = CameraAlerts("cam", CameraAlertsConfig.model_validate({"fall": {"enabled": True}, "exclusions": [bed]}))
+    assert run(transition(LYING, 10.0, 0.7, 0), 20, camera).events() == []
+    assert run(transition(LYING, 10.0, 0.7, 0), 20).types(kind="fall") == ["new"]  # control: without the bed
