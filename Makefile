@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make install   virtual environment in $(VENV) with runtime, conversion (torch CPU, NNCF) and dev tools"
 	@echo "make model     download the official MiDaS v2.1 small weights and convert them to $(MODELS)/ (FP32, INT8)"
-	@echo "make run       run the daemon with $(CONFIG) (a Mosquitto broker on localhost:1883 by default)"
+	@echo "make run       install, convert the model if missing, run the daemon with $(CONFIG) (broker: localhost:1883)"
 	@echo "make test      the test suite (needs mosquitto, ffmpeg and GStreamer's RTSP server: see .ci/run)"
 	@echo "make lint      ruff and mypy"
 	@echo "make bench     benchmark command (edge-depth bench)"
@@ -33,8 +33,12 @@ $(VENV)/.installed: pyproject.toml
 model: install
 	$(BIN)/edge-depth convert --out $(MODELS) --precision fp32,int8
 
-run: install
+# The daemon's main job in one command: environment, model (converted once), then the daemon.
+run: install $(MODELS)/midas_small_int8.xml
 	$(BIN)/edge-depth run --config $(CONFIG)
+
+$(MODELS)/midas_small_int8.xml:
+	$(MAKE) model
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -48,9 +48,10 @@ class CameraOutput:
         self.input_size = (result.depth.shape[1], result.depth.shape[0])
 
     def _publish_heatmap(self, result: DepthFrame) -> None:
-        # Schedule from the previous slot, not from now, so the rate holds on average; skip missed slots.
+        # Keep the cadence of the previous slot so the rate holds on average; after a gap, restart from now.
         period = self._heatmap_period or 0.0
-        self._next_heatmap = max(self._next_heatmap + period, result.captured_mono)
+        t = result.captured_mono
+        self._next_heatmap = self._next_heatmap + period if t - self._next_heatmap < period else t + period
         source_size = result.source_size or (result.image.shape[1], result.image.shape[0])
         jpeg = self._heatmap.jpeg(result.depth, source_size)
         self._publisher.publish(self._topics.heatmap(self.cfg.name), jpeg, qos=0)

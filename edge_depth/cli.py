@@ -1,0 +1,137 @@
+"""The ``edge-depth`` command: run, check-config, predict, convert, bench.
+
+Heavy modules are imported inside each command, so ``check-config`` (systemd's ExecStartPre=) stays fast
+and ``convert`` is the only command that needs torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
+        entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    from edge_depth.redact import RedactingFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge_depth.config import ConfigError, load_config
+    from edge_depth.inference import ModelError
+    from edge_depth.service import Service
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _setup_logging(cfg.logging.level, cfg.logging.format)
+    service = Service(cfg)
+    service.install_signal_handlers()
+    try:
+        return service.run()
+    except ModelError as exc:
+        logging.getLogger("edge_depth").error("%s", exc)
+        return 2
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from edge_depth.config import check_config, schema_reference
+
+    if args.schema:
+        print(schema_reference())
+        return 0
+    if args.config is None:
+        print("error: give a config file (or --schema)", file=sys.stderr)
+        return 2
+    code, text = check_config(args.config)
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from edge_depth.predict import predict
+
+    _setup_logging("WARNING")
+    return predict(args.images, model=args.model, out_dir=args.out, raw=args.raw, colormap=args.colormap)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from convert.cli import main as convert_main
+
+    _setup_logging("INFO")
+    return convert_main(args.rest)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge_depth.bench import main as bench_main
+
+    _setup_logging("WARNING")
+    code: int = bench_main(args.rest)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-depth", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", type=Path, default=Path("/etc/edge-depth/edge-depth.yaml"))
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file: exit 0 and a summary, or 2 and errors")
+    check.add_argument("config", type=Path, nargs="?")
+    check.add_argument("--schema", action="store_true", help="print every config field with its bounds")
+    check.set_defaults(func=_cmd_check_config)
+
+    predict = sub.add_parser("predict", help="heatmaps (and raw depth) for single images")
+    predict.add_argument("images", type=Path, nargs="+")
+    predict.add_argument("-m", "--model", type=Path, default=Path("models/midas_small_int8.xml"))
+    predict.add_argument("-o", "--out", type=Path, default=Path("."))
+    predict.add_argument("--raw", choices=("none", "png16", "npy"), default="none", help="also save the raw depth")
+    predict.add_argument("--colormap", default="inferno")
+    predict.set_defaults(func=_cmd_predict)
+
+    conv = sub.add_parser(
+        "convert", help="convert MiDaS v2.1 small to OpenVINO IR (see `convert --help`)", add_help=False
+    )
+    conv.add_argument("rest", nargs=argparse.REMAINDER)
+    conv.set_defaults(func=_cmd_convert)
+
+    bench = sub.add_parser("bench", help="benchmark the model and the full pipeline", add_help=False)
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
