@@ -57,12 +57,13 @@ class Recording:
         self.path = path
         try:
             with np.load(path, allow_pickle=False) as data:
-                missing = [k for k in _KEYS if k not in data.files]
-                if missing:
-                    raise ValueError(f"{path}: not a depth recording (missing {', '.join(missing)})")
-                arrays = {k: data[k] for k in _KEYS}
-        except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                files = set(data.files)
+                arrays = {k: data[k] for k in _KEYS if k in files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path}: cannot read depth recording ({exc})") from None
+        missing = [k for k in _KEYS if k not in arrays]
+        if missing:
+            raise ValueError(f"{path}: not a depth recording (missing {', '.join(missing)})")
         depth, image = arrays["depth"], arrays["image"]
         n = depth.shape[0] if depth.ndim == 3 else -1
         if n < 1 or image.shape[:3] != depth.shape or image.ndim != 4 or image.dtype != np.uint8:

@@ -15,7 +15,6 @@ import numpy as np
 
 Point = tuple[float, float]
 
-_SHIFT = 4  # cv2.fillPoly sub-pixel bits: corners land within 1/16 pixel of where they are meant to be.
 _GRID = 4  # stride of the subsampled grid used for frame-wide statistics
 
 ZONE_COLOR = (0, 215, 255)  # BGR amber
@@ -31,13 +30,23 @@ class ZoneSpec:
 
 
 def polygon_mask(polygon: Sequence[Point], shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) bool mask of the pixels whose centres lie inside ``polygon`` (normalised corners)."""
+    """(H, W) bool mask of the pixels whose centres lie inside ``polygon`` (normalised corners).
+
+    Even-odd rule with half-open edges, so zones that share an edge split its pixels instead of both
+    taking them. Built once per shape: O(corners x pixels).
+    """
     height, width = shape
-    corners = np.asarray(polygon, dtype=np.float64) * (width, height) - 0.5
-    fixed = np.round(corners * (1 << _SHIFT)).astype(np.int32)
-    canvas = np.zeros(shape, np.uint8)
-    cv2.fillPoly(canvas, [fixed], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-    return canvas.astype(bool)
+    px = ((np.arange(width) + 0.5) / width)[None, :]
+    py = ((np.arange(height) + 0.5) / height)[:, None]
+    inside = np.zeros(shape, bool)
+    corners = [(float(x), float(y)) for x, y in polygon]
+    for (x1, y1), (x2, y2) in zip(corners, corners[1:] + corners[:1], strict=True):
+        if y1 == y2:
+            continue  # a horizontal edge never crosses a horizontal ray
+        spans = (y1 > py) != (y2 > py)
+        crossing = x1 + (py - y1) * ((x2 - x1) / (y2 - y1))
+        inside ^= spans & (px < crossing)
+    return inside
 
 
 @dataclass(frozen=True, slots=True)

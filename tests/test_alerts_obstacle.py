@@ -77,7 +77,7 @@ def hover_distance(zone_fraction: float, box: Box, enter: float) -> float:
     scene = load_scene(SCENE)
     low, high = np.percentile(scene.inverse, (2, 98))
     baseline = (scene.inverse - low) / (high - low)
-    zone = polygon_mask(DOOR, scene.inverse.shape)
+    zone = polygon_mask([(x, y) for x, y in DOOR], scene.inverse.shape)
     covered = zone & polygon_mask(
         [(box.left, box.top), (box.right, box.top), (box.right, box.bottom), (box.left, box.bottom)], zone.shape
     )
@@ -158,8 +158,9 @@ def test_relative_mode_raises_and_clears_an_alert() -> None:
     timeline = keyframes((3.0, box), (10.0, box), (10.01, None))
     run = replay(CameraAlerts("cam", cfg), frames(load_scene(SCENE), timeline, duration_s=16))
     assert run.types(zone="wall") == ["new", "update", "end"]
-    assert run.events()[0].unit == "relative"
-    assert run.events()[0].nearest is not None and run.events()[0].nearest < 0.2
+    new = run.events()[0]
+    assert new.unit == "relative"
+    assert new.nearest is not None and new.nearest < 0.2
 
 
 def test_metric_mode_reports_the_object_distance_in_metres() -> None:

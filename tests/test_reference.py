@@ -39,7 +39,7 @@ def reference_points(scene: Scene, spots: tuple[tuple[float, float], ...] = SPOT
 
 def relative_errors(distance: np.ndarray, scene: Scene) -> np.ndarray:
     """|estimate - truth| / truth on the pixels the sensor measured."""
-    return np.abs(distance[scene.valid] - scene.metres[scene.valid]) / scene.metres[scene.valid]
+    return np.asarray(np.abs(distance[scene.valid] - scene.metres[scene.valid]) / scene.metres[scene.valid])
 
 
 @pytest.mark.parametrize("name", RGBD_SCENES)

@@ -37,6 +37,13 @@ NYU_FRAMES = ("00065", "00122", "00438", "00439", "00445", "00543")
 # -- fixture derivation -------------------------------------------------------------------------------
 
 
+def _imread(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise FileNotFoundError(path)
+    return np.asarray(image)
+
+
 def _read_metres(name: str) -> tuple[np.ndarray, Path]:
     """Ground-truth depth (480, 640) float32 metres (0 = invalid) and the matching colour image of a scene."""
     if name.startswith("nyu_"):
@@ -45,13 +52,13 @@ def _read_metres(name: str) -> tuple[np.ndarray, Path]:
     rgbd = FIXTURES / "rgbd"
     if name.startswith("sequence_"):
         n = name.removeprefix("sequence_")
-        raw = cv2.imread(str(rgbd / "sequence" / "depth" / f"{n}.png"), cv2.IMREAD_UNCHANGED)
+        raw = _imread(rgbd / "sequence" / "depth" / f"{n}.png", cv2.IMREAD_UNCHANGED)
         return raw.astype(np.float32) / 1000.0, rgbd / "sequence" / "color" / f"{n}.jpg"
     if name == "tum":
-        raw = cv2.imread(str(rgbd / "tum" / "TUM_depth.png"), cv2.IMREAD_UNCHANGED)
+        raw = _imread(rgbd / "tum" / "TUM_depth.png", cv2.IMREAD_UNCHANGED)
         return raw.astype(np.float32) / 5000.0, rgbd / "tum" / "TUM_color.png"
     if name == "sun":
-        raw = cv2.imread(str(rgbd / "sun" / "SUN_depth.png"), cv2.IMREAD_UNCHANGED).astype(np.uint32)
+        raw = _imread(rgbd / "sun" / "SUN_depth.png", cv2.IMREAD_UNCHANGED).astype(np.uint32)
         rotated = ((raw >> 3) | (raw << 13)) & 0xFFFF  # SUN RGB-D toolbox: 16-bit rotate right by 3
         return rotated.astype(np.float32) / 1000.0, rgbd / "sun" / "SUN_color.jpg"
     raise KeyError(name)
@@ -109,7 +116,7 @@ def load_scene(name: str) -> Scene:
         inverse = data["inv_depth"].astype(np.float32)
         valid = data["valid"]
     _, colour = _read_metres(name)
-    image = cv2.resize(cv2.imread(str(colour), cv2.IMREAD_COLOR), SIZE, interpolation=cv2.INTER_AREA)
+    image = cv2.resize(_imread(colour, cv2.IMREAD_COLOR), SIZE, interpolation=cv2.INTER_AREA)
     inverse.flags.writeable = False
     image.flags.writeable = False
     return Scene(name, inverse, valid, image)
