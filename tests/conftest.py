@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.support.rtsp", "tests.support.broker", "tests.support.models"]
+pytest_plugins: list[str] = [
+    "tests.support.rtsp",
+    "tests.support.broker",
+    "tests.support.models",
+    "tests.support.daemon",
+]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -20,7 +20,6 @@ from tests.support.broker import Mosquitto, MqttRecorder, Received
 from tests.support.daemon import Daemon, daemon_config, status_of, wait_until
 from tests.support.rtsp import RtspServer
 
-pytest_plugins = ["tests.support.daemon"]
 pytestmark = pytest.mark.slow
 
 HEATMAP_HEIGHT = 96
