@@ -175,6 +175,7 @@ class DepthEngine:
             image=frame.image,
             depth=depth,
             infer_ms=(time.monotonic() - submitted) * 1000.0,
+            source_size=frame.source_size,
         )
         if self._on_result is not None:
             self._on_result(result)
