@@ -12,6 +12,13 @@ Units of zone thresholds depend on the camera's reference mode (``reference.mode
   exit defaults to 1.15 x enter.
 
 Hysteresis: once a zone is on, its pixels count against ``exit`` (a looser threshold) until it clears.
+When only ``enter`` is given, ``exit`` keeps the default proportion (relative x1.5, baseline x2/3,
+metric x1.15).
+
+A zone is *occupied* when at least ``min_area`` of its pixels (exclusions removed) count. It raises an
+alert after ``min_duration_s`` of continuous occupation, sends an ``update`` at most every
+``update_interval_s`` while occupied, ends after ``hold_s`` without occupation, and then stays quiet for
+``cooldown_s``.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ Alert events (JSON on ``<prefix>/<camera>/alert``, QoS 1, not retained), :meth:`
                      again) or ``acknowledged``; null otherwise
 ==================== ===================================================================================
 
+``nearest``, ``occupied_fraction``, ``bbox`` and ``centroid`` are measured on the frame of each ``new`` and
+``update``; an ``end`` repeats the last measured ones (the zone is empty by then) with a fresh ``last_seen``.
+
 Zone states: ``ON``/``OFF`` per zone (retained on ``<prefix>/<camera>/<zone>/state``), ON from ``new`` to
 ``end``; the fall sensor is zone ``fall``, ON while a fall is latched.
 
@@ -43,6 +46,7 @@ a one-line reason for anything else.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -58,6 +62,8 @@ from edge_depth.frames import DepthFrame
 from edge_depth.health import DepthHealth, HealthMonitor
 from edge_depth.reference import BaselineReference, Measure, Reference, make_reference
 from edge_depth.zones import GRID_STRIDE, MaskCache, ZoneMasks, ZonePixels, ZoneSpec
+
+log = logging.getLogger(__name__)
 
 EventType = Literal["new", "update", "end"]
 EventKind = Literal["obstacle", "fall"]
@@ -295,6 +301,7 @@ class CameraAlerts:
         self._reported: dict[str, bool] = {}
         self._queued: list[AlertEvent] = []
         self._last_frame: tuple[int, float] = (0, 0.0)
+        self._was_ready = self.baseline_ready
         self._lock = threading.Lock()
 
     # -- commands ---------------------------------------------------------------------------------
@@ -321,7 +328,11 @@ class CameraAlerts:
             return False
 
     def reset_baseline(self) -> None:
-        """Relearn the empty scene from the next frames (baseline mode; nothing in other modes)."""
+        """Relearn the empty scene from the next frames (baseline mode; nothing in other modes).
+
+        Whatever is in view while it learns (``learn_s``) becomes the empty scene: reset with the room empty.
+        Zones keep their state and resume once the new baseline is ready.
+        """
         with self._lock:
             if isinstance(self._reference, BaselineReference):
                 self._reference.reset()
@@ -364,6 +375,9 @@ class CameraAlerts:
                 self._fall_step(measure, masks, frame, events, snapshots)
             if isinstance(self._reference, BaselineReference):
                 self._reference.adapt(measure.score, t, self._frozen)
+        if self.baseline_ready != self._was_ready:
+            self._was_ready = self.baseline_ready
+            log.info("%s: baseline %s", self.camera, "learned" if self._was_ready else "being learned")
         return AlertOutput(
             events=tuple(events),
             zone_states=self._state_changes(),
