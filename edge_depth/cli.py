@@ -41,7 +41,7 @@ def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_depth.config import ConfigError, load_config
     from edge_depth.inference import ModelError
-    from edge_depth.service import Service
+    from edge_depth.service import Service, StartupError
 
     try:
         cfg = load_config(args.config)
@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     service.install_signal_handlers()
     try:
         return service.run()
-    except ModelError as exc:
+    except (ModelError, StartupError) as exc:
         logging.getLogger("edge_depth").error("%s", exc)
         return 2
 

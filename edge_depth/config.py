@@ -235,6 +235,11 @@ class Config(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The OpenVINO model.")
     cameras: list[CameraConfig] = Field(..., min_length=1, max_length=32, description="Cameras to process.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    state_dir: Path | None = Field(
+        None,
+        description="Where learned baselines are kept across restarts; $STATE_DIRECTORY (systemd StateDirectory=) "
+        "when unset, else they are not saved.",
+    )
     homeassistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig,
         description="Home Assistant MQTT discovery.",

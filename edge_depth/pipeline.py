@@ -121,7 +121,9 @@ class Pipeline:
     def feed(self, results: Iterable[DepthFrame]) -> None:
         """Hand ready-made depth frames (a replayed recording) to the output worker, bypassing the model."""
         for result in results:
-            self._slots.acquire()
+            while not self._slots.acquire(timeout=0.2):
+                if self._stop.is_set():
+                    return
             self._results.put(result)
 
     def _dispatch(self) -> None:

@@ -8,12 +8,17 @@ yields the frames with their recorded timestamps, so the alert logic gives the s
 
 from __future__ import annotations
 
+import threading
+import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from edge_depth.capture import CaptureState
 from edge_depth.frames import DepthFrame
 
 _KEYS = ("depth", "image", "seq", "captured_mono", "captured_wall", "infer_ms", "camera")
@@ -103,3 +108,79 @@ class Recording:
                 depth=self._depth[i].astype(np.float32, copy=False),
                 infer_ms=float(self._infer[i]),
             )
+
+
+class ReplayCamera:
+    """Plays a recording into the pipeline in place of a camera and the model, for tuning zones and for tests.
+
+    A camera whose ``source`` is a ``.npz`` recording gets one of these instead of a ``CameraReader``. With
+    ``realtime`` the frames are spaced as recorded; otherwise as fast as the output worker takes them. The
+    frames keep their recorded timestamps, so alert timing is exactly that of the recording.
+    """
+
+    def __init__(
+        self,
+        recording: Recording,
+        feed: Callable[[Iterable[DepthFrame]], None],
+        stop: threading.Event,
+        *,
+        loop: bool = False,
+        realtime: bool = True,
+    ) -> None:
+        self._recording = recording
+        self._feed = feed
+        self._stop = stop
+        self._loop = loop
+        self._realtime = realtime
+        self._frames = 0
+        self._state: Literal["starting", "online", "ended", "stopped"] = "starting"
+        self._since = time.time()
+        self._thread = threading.Thread(target=self._run, name=f"replay-{recording.camera}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def state(self) -> CaptureState:
+        return CaptureState(
+            camera=self._recording.camera,
+            state=self._state,
+            frames_read=self._frames,
+            frames_dropped=0,
+            frames_stale=0,
+            frames_skipped=0,
+            reconnects=0,
+            fps=0.0,
+            last_error=None,
+            source=str(self._recording.path),
+            since=self._since,
+        )
+
+    def _set(self, state: Literal["starting", "online", "ended", "stopped"]) -> None:
+        self._state, self._since = state, time.time()
+
+    def _run(self) -> None:
+        self._set("online")
+        offset = 0.0  # added to recorded times on each loop, so time keeps moving forward
+        while not self._stop.is_set():
+            started, first = time.monotonic(), None
+            for recorded in self._recording:
+                first = recorded.captured_mono if first is None else first
+                due = recorded.captured_mono - first - (time.monotonic() - started)
+                if (self._realtime and self._stop.wait(max(0.0, due))) or self._stop.is_set():
+                    break
+                frame = replace(
+                    recorded,
+                    captured_mono=recorded.captured_mono + offset,
+                    captured_wall=recorded.captured_wall + offset,
+                )
+                self._feed((frame,))
+                self._frames += 1
+            if not self._loop or self._stop.is_set():
+                break
+            frame_interval = self._recording.duration_s / max(len(self._recording) - 1, 1)
+            offset += self._recording.duration_s + frame_interval
+        self._set("stopped" if self._stop.is_set() else "ended")

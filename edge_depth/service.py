@@ -9,30 +9,40 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import resource
 import signal
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from edge_depth import __version__
+from edge_depth.alerts import CameraAlerts, parse_ack, parse_baseline_reset
 from edge_depth.capture import CameraReader, CaptureState, FrameHub
 from edge_depth.config import CameraConfig, Config
+from edge_depth.discovery import discovery_messages
 from edge_depth.inference import DepthEngine
 from edge_depth.notify import Notifier
 from edge_depth.outputs import CameraOutput, dumps
 from edge_depth.pipeline import Pipeline
 from edge_depth.preprocess import Resizer
 from edge_depth.publish import MqttPublisher
+from edge_depth.replay import Recording, ReplayCamera
 from edge_depth.topics import Topics
 
 log = logging.getLogger(__name__)
 
 _SUPERVISE_TICK_S = 0.5
+_RECORDING_SUFFIX = ".npz"  # a camera whose source is a depth recording replays it instead of running the model
 _SHUTDOWN_BUDGET_S = 4.0  # systemd's TimeoutStopSec is longer; the issue asks for 5 s
+
+
+class StartupError(Exception):
+    """Something named in the config cannot be used (a broken recording, unreadable TLS files). One line."""
 
 
 def iso(t: float) -> str:
@@ -48,7 +58,7 @@ class Service:
         self._started = time.monotonic()
         self._cameras = [cam for cam in cfg.cameras if cam.enabled]
         self._outputs: dict[str, CameraOutput] = {}
-        self._readers: dict[str, CameraReader] = {}
+        self._readers: dict[str, CameraReader | ReplayCamera] = {}
         self._engine: DepthEngine | None = None
         self._publisher: MqttPublisher | None = None
         self._pipeline: Pipeline | None = None
@@ -73,22 +83,42 @@ class Service:
         self._engine = engine
         fixed = self.cfg.model.fixed_input_size()
         requests = engine.requests(fixed or engine.info.ir_input_size)
-        publisher = MqttPublisher(self.cfg.mqtt, self._topics)
+        try:
+            publisher = MqttPublisher(self.cfg.mqtt, self._topics)
+        except ValueError as exc:  # TLS files that exist but cannot be loaded
+            raise StartupError(str(exc)) from None
         self._publisher = publisher
-        hub = FrameHub()
+        state_dir = self.cfg.state_dir or (
+            Path(os.environ["STATE_DIRECTORY"]) if "STATE_DIRECTORY" in os.environ else None
+        )
         for cam in self._cameras:
-            self._outputs[cam.name] = CameraOutput(cam, self._topics, publisher)
+            alerts = CameraAlerts(cam.name, cam.alerts, precision=engine.info.precision, state_dir=state_dir)
+            self._outputs[cam.name] = CameraOutput(
+                cam, self._topics, publisher, alerts, on_health_change=self._publish_status
+            )
         capture_stop = threading.Event()
         pipeline_stop = threading.Event()
+        hub = FrameHub()
         pipeline = Pipeline(hub, engine, dict(self._outputs), max_in_flight=requests + 4, stop=pipeline_stop)
         self._pipeline = pipeline
         resizer = Resizer(fixed)
         for cam in self._cameras:
-            self._readers[cam.name] = CameraReader(
-                cam, hub, resizer, capture_stop, on_state=self._state_changed_callback(cam)
-            )
+            if isinstance(cam.source, str) and cam.source.endswith(_RECORDING_SUFFIX):
+                try:
+                    recording = Recording(Path(cam.source), camera=cam.name)
+                except ValueError as exc:
+                    raise StartupError(f"cameras: {cam.name}: {exc}") from None
+                self._readers[cam.name] = ReplayCamera(
+                    recording, pipeline.feed, capture_stop, loop=cam.loop, realtime=cam.realtime
+                )
+            else:
+                self._readers[cam.name] = CameraReader(
+                    cam, hub, resizer, capture_stop, on_state=self._state_changed_callback(cam)
+                )
         for cam in self._cameras:
             self._publish_status(cam.name)
+        self._subscribe_commands(publisher, pipeline)
+        self._publish_discovery()
         publisher.start()
         pipeline.start()
         for reader in self._readers.values():
@@ -107,6 +137,60 @@ class Service:
         finally:
             self._shutdown(capture_stop)
         return 0
+
+    def _subscribe_commands(self, publisher: MqttPublisher, pipeline: Pipeline) -> None:
+        """Acks and baseline resets run on the output worker, between frames, like all alert state changes."""
+        for name, out in self._outputs.items():
+
+            def ack(topic: str, payload: bytes, out: CameraOutput = out) -> None:
+                try:
+                    event_id = parse_ack(payload)
+                except ValueError as exc:
+                    log.warning("ignored message on %s: %s", topic, exc)
+                    return
+                pipeline.call_soon(lambda: self._acknowledge(out, event_id))
+
+            def reset(topic: str, payload: bytes, out: CameraOutput = out) -> None:
+                try:
+                    parse_baseline_reset(payload)
+                except ValueError as exc:
+                    log.warning("ignored message on %s: %s", topic, exc)
+                    return
+                log.info("camera %s: relearning the empty scene", out.cfg.name)
+                pipeline.call_soon(out.alerts.reset_baseline)
+
+            publisher.subscribe(self._topics.alert_ack(name), ack)
+            publisher.subscribe(self._topics.command(name, "baseline/reset"), reset)
+        if self.cfg.homeassistant.enabled:
+            status_topic = f"{self.cfg.homeassistant.discovery_prefix}/status"
+
+            def ha_status(_topic: str, payload: bytes) -> None:
+                if payload.strip() == b"online":  # Home Assistant restarted: it needs the configs again
+                    self._publish_discovery()
+
+            publisher.subscribe(status_topic, ha_status)
+
+    @staticmethod
+    def _acknowledge(out: CameraOutput, event_id: str) -> None:
+        if out.alerts.acknowledge(event_id):
+            log.info("camera %s: alert %s acknowledged", out.cfg.name, event_id)
+        else:
+            log.warning("camera %s: acknowledgement for unknown or cleared alert %s", out.cfg.name, event_id)
+
+    def _publish_discovery(self) -> None:
+        if not self.cfg.homeassistant.enabled or self._publisher is None:
+            return
+        messages = discovery_messages(
+            discovery_prefix=self.cfg.homeassistant.discovery_prefix,
+            node_id=re.sub(r"[^a-zA-Z0-9_-]", "_", self.cfg.mqtt.client_id),
+            topic_prefix=self.cfg.mqtt.topic_prefix,
+            cameras=[(name, tuple(z.name for z in out.alerts.zones)) for name, out in self._outputs.items()],
+            availability_topic=self._topics.available,
+            version=__version__,
+            nearest_units={name: out.alerts.unit for name, out in self._outputs.items()},
+        )
+        for topic, payload in messages:
+            self._publisher.set_retained(topic, payload)
 
     def _state_changed_callback(self, cam: CameraConfig) -> Callable[[CaptureState], None]:
         def changed(state: CaptureState) -> None:
@@ -167,6 +251,8 @@ class Service:
             "precision": info.precision if info else None,
         }
         payload.update(out.figures())
+        if payload["state"] == "online" and out.health is not None and not out.health.reliable:
+            payload["state"] = "depth unreliable"  # frames flow, but alerts are suppressed: say so
         return payload
 
     def _publish_status(self, name: str, state: CaptureState | None = None) -> None:
@@ -202,6 +288,8 @@ class Service:
             reader.join(timeout=max(0.1, deadline - time.monotonic() - 1.5))
         if self._pipeline is not None:
             self._pipeline.stop(timeout=max(0.1, deadline - time.monotonic() - 1.0))
+        for out in self._outputs.values():
+            out.alerts.save()
         for name in self._outputs:
             self._publish_status(name)
         if self._publisher is not None:

@@ -51,7 +51,7 @@ class Topics:
 
     def zone_state(self, camera: str, zone: str) -> str:
         """Retained state of one zone of one camera."""
-        return self.for_camera(camera, f"zone/{zone}/state")
+        return self.for_camera(camera, f"{zone}/state")
 
     def command(self, camera: str, name: str) -> str:
         """Incoming command for one camera, e.g. ``command("porch", "baseline/reset")``."""

@@ -16,7 +16,7 @@ def test_daemon_and_camera_topics_live_under_the_prefix() -> None:
     assert t.alert("porch") == "site/edge-depth/porch/alert"
     assert t.alert_snapshot("porch") == "site/edge-depth/porch/alert/snapshot"
     assert t.alert_ack("porch") == "site/edge-depth/porch/alert/ack"
-    assert t.zone_state("porch", "door") == "site/edge-depth/porch/zone/door/state"
+    assert t.zone_state("porch", "door") == "site/edge-depth/porch/door/state"
     assert t.command("porch", "baseline/reset") == "site/edge-depth/porch/baseline/reset"
 
 
