@@ -49,6 +49,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     _setup_logging(cfg.logging.level, cfg.logging.format)
+    import cv2
+
+    # OpenCV's own warnings ("Stream timeout triggered") bypass logging; the capture threads report those
+    # conditions themselves, once, redacted.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     service = Service(cfg)
     service.install_signal_handlers()
     try:
