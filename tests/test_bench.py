@@ -1,0 +1,84 @@
+"""``edge-depth bench --short`` on the session's INT8 IR, the bundled clip and a private Mosquitto: it runs,
+prints every row and target, and writes the same as JSON. A smoke test: it never asserts speed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from edge_depth import bench
+
+EXPECTED_RUNS = [
+    "OpenVINO alone, LATENCY",
+    "OpenVINO alone, THROUGHPUT",
+    "pipeline, 1 camera",
+    "pipeline, 4 cameras",
+    "1 camera, 15 FPS offered, LATENCY",
+    "long run, 1 camera, 150 frames",
+    "PyTorch eager, 2 threads",
+]
+
+
+def test_short_bench_prints_and_writes_every_row(
+    int8_ir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results" / "bench.json"
+    argv = ["--model", str(int8_ir), "--short", "--frames", "60", "--seconds", "0.5", "--long-frames", "150"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+
+    captured = capsys.readouterr()
+    table = captured.out
+    for run in EXPECTED_RUNS:
+        assert run in table, f"row {run!r} missing from the table:\n{table}"
+    assert "[1/7]" in captured.err and "[7/7]" in captured.err, "no progress on stderr"
+
+    result = json.loads(out.read_text())
+    assert result["input_size"] == "256x128"  # the clip is 960x540: the daemon's auto size
+    rows = {row["run"]: row for row in result["rows"]}
+    assert sorted(rows) == sorted(EXPECTED_RUNS)
+    for run, row in rows.items():
+        assert row["fps"] > 0, run
+        assert row["peak_rss_mb"] > 50, run  # a Python process with numpy and OpenCV is never smaller
+        assert 0 < row["cpu_pct"] <= 100, run
+        assert row["p50_ms"] > 0 and row["p95_ms"] >= row["p50_ms"], run
+    for run in ("pipeline, 1 camera", "pipeline, 4 cameras"):
+        assert math.isclose(
+            rows[run]["vs_raw"], rows[run]["fps"] / rows["OpenVINO alone, THROUGHPUT"]["fps"], rel_tol=1e-9
+        )
+
+    pipeline = result["details"]["pipeline"]["int8"]
+    assert set(pipeline["4"]["per_camera_fps"]) == {"cam0", "cam1", "cam2", "cam3"}
+    assert all(fps > 0 for fps in pipeline["4"]["per_camera_fps"].values())
+    assert 2 <= pipeline["1"]["frames_per_heatmap"] <= 20  # heatmaps flow at about every 5th frame
+    memory = result["details"]["long_run"]["memory"]
+    assert memory["rss_start_mb"] > 0 and memory["threads_start"] > 1 and memory["fds_start"] > 2
+
+    targets = {t["name"] for t in result["targets"]}
+    assert any("1 camera >= 0.9 x raw THROUGHPUT" in t for t in targets)
+    assert any("4 cameras, none below 0.8 x mean" in t for t in targets)
+    assert any("PyTorch eager" in t for t in targets)
+    assert any("peak RSS" in t for t in targets)
+    for target in result["targets"]:
+        assert ("PASS" if target["passed"] else "MISS") + "  " + target["name"] in table
+
+
+def test_missing_model_directory_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-models"
+    assert bench.main(["--models", str(missing), "--short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"edge-depth bench: error: {missing}: model directory not found (make one with `edge-depth convert`)"
+
+
+def test_directory_without_irs_names_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench.main(["--models", str(tmp_path), "--short"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(tmp_path) in err and "midas_small_{fp32,fp16,int8}.xml" in err and "\n" not in err
+
+
+def test_missing_clip_is_named(int8_ir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clip = tmp_path / "nope.mp4"
+    assert bench.main(["--model", str(int8_ir), "--clip", str(clip), "--short"]) == 2
+    assert capsys.readouterr().err.strip() == f"edge-depth bench: error: {clip}: video file not found"
