@@ -363,7 +363,7 @@ def _entry(
             "inference_precision": bench.inference_precision,
             "seconds": bench_seconds,
         },
-        "conversion_seconds": round(seconds, 2),
+        "build_seconds": round(seconds, 2),  # quantization (INT8) and saving
         "created": manifest.now_utc(),
     }
 

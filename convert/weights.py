@@ -123,11 +123,8 @@ def load_state_dict(path: Path, expected: Mapping[str, torch.Tensor]) -> dict[st
 
     try:
         loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many unrelated types for a bad file; all mean "not a checkpoint"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConvertError(
-            f"{path}: not a readable PyTorch checkpoint (wrong kind of file or truncated): {reason[:160]}"
-        ) from exc
+    except Exception as exc:  # torch raises many unrelated types for a bad file; all mean "cannot load"
+        raise ConvertError(f"{path}: {_why_unloadable(path, exc)}") from exc
     state = _unwrap(loaded, torch.Tensor)
     if state is None:
         raise ConvertError(f"{path}: holds a {type(loaded).__name__}, not a state dict of tensors")
@@ -135,6 +132,22 @@ def load_state_dict(path: Path, expected: Mapping[str, torch.Tensor]) -> dict[st
     if problem is not None:
         raise ConvertError(f"{path}: not MiDaS v2.1 small weights: {problem}")
     return state
+
+
+def _why_unloadable(path: Path, exc: Exception) -> str:
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not head:
+        return "empty file, not a PyTorch checkpoint"
+    if head != b"PK\x03\x04" and head[:1] != b"\x80":  # torch.save writes a zip archive; old torch a pickle
+        return "not a PyTorch checkpoint (wrong kind of file: neither a zip archive nor a pickle)"
+    if "Weights only load failed" in str(exc):
+        return (
+            "holds Python objects besides tensors, which are not loaded for safety (weights_only=True); "
+            "save model.state_dict() instead"
+        )
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"truncated or damaged PyTorch checkpoint ({reason[:160]})"
 
 
 def _unwrap(loaded: Any, tensor_type: type) -> dict[str, torch.Tensor] | None:
