@@ -269,6 +269,20 @@ def _cpu_ms_per_frame(r: dict[str, Any]) -> float | None:
     return float(r["cpu_pct"]) / 100.0 * (os.cpu_count() or 1) * 1000.0 / float(r["fps"])
 
 
+def _raw_note(r: dict[str, Any]) -> str:
+    return f"{r['requests']} req, {r['streams']} streams, runs in {r['inference_precision']}"
+
+
+def _combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one measurement as one: medians of the figures, the highest peak RSS, the median round's
+    other details, and the rounds themselves."""
+    figures = ("fps", "p50_ms", "p95_ms", "cpu_pct", "fairness", "vs_raw")
+    middle = sorted(rounds, key=lambda r: float(r["fps"]))[len(rounds) // 2]
+    combined = {**middle, "rounds": rounds, "peak_rss_mb": max(float(r["peak_rss_mb"]) for r in rounds)}
+    combined |= {key: statistics.median(float(r[key]) for r in rounds) for key in figures if key in middle}
+    return combined
+
+
 def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
@@ -471,7 +485,8 @@ def pipeline_job(spec: PipelineSpec) -> dict[str, Any]:
         pipeline.start()
         for reader in readers:
             reader.start()
-        _wait_frames(meter, spec.warmup_frames, samples, first)
+        _wait_frames(meter, spec.warmup_frames, _Samples(), first)
+        samples.take()  # memory growth counts from the end of the warm-up
         windows = []
         for rep in range(spec.repeat):
             windows.append(_measure_window(meter, spec.frames, samples, first, handlers))
@@ -698,7 +713,7 @@ class Bench:
         self._steps = self._count_steps()
 
     def _count_steps(self) -> int:
-        per_model = 2 + len(self.plan.cameras) + 1
+        per_model = 1 + self.plan.repeat * (1 + len(self.plan.cameras)) + 1
         fp32_forced = 1 if "fp32" in self.models else 0
         return per_model * len(self.models) + fp32_forced + 1 + 1  # + long run + torch
 
@@ -711,8 +726,8 @@ class Bench:
         pipe: dict[tuple[str, int], dict[str, Any]] = {}
         for precision, path in self.models.items():
             raw[precision] = self._raw(precision, path)
-            for n in self.plan.cameras:
-                pipe[(precision, n)] = self._pipeline(precision, path, n, raw[precision]["THROUGHPUT"]["fps"])
+            for n, result in self._throughput_rounds(precision, path, raw[precision]).items():
+                pipe[(precision, n)] = result
             self._latency(precision, path, raw[precision])
         long_precision = "int8" if "int8" in self.models else next(iter(self.models))
         long_run = self._long_run(long_precision, self.models[long_precision], raw[long_precision])
@@ -735,29 +750,68 @@ class Bench:
             note=note,
         )
         self.results.rows.append(row)
-        _say(f"    {row.fps:.1f} FPS, p50 {_fmt(row.p50_ms)} ms, p95 {_fmt(row.p95_ms)} ms, CPU {_fmt(row.cpu_pct)} %")
         return row
 
+    def _child(self, job: Callable[..., dict[str, Any]], spec: Any, timeout: float) -> dict[str, Any]:
+        r = run_in_child(job, spec, timeout=timeout)
+        latency = f"p50 {_fmt(r['p50_ms'])} ms, p95 {_fmt(r['p95_ms'])} ms"
+        _say(f"    {r['fps']:.1f} FPS, {latency}, CPU {_fmt(r['cpu_pct'])} %")
+        return r
+
     def _raw(self, precision: str, path: Path) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for hint in ("LATENCY", "THROUGHPUT"):
-            self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, {hint} hint")
-            r = run_in_child(raw_job, self._raw_spec(path, hint), timeout=self._raw_timeout())
-            out[hint] = r
-            note = f"{r['requests']} req, {r['streams']} streams, runs in {r['inference_precision']}"
-            self._row(precision, f"OpenVINO alone, {hint}", r, note=note)
-        if precision == "fp32" and out["THROUGHPUT"]["inference_precision"] != "f32":
+        """The LATENCY hint (THROUGHPUT comes with the pipeline, in rounds); real f32 for a BF16-run FP32 IR."""
+        self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, LATENCY hint")
+        r = self._child(raw_job, self._raw_spec(path, "LATENCY"), self._raw_timeout())
+        self._row(precision, "OpenVINO alone, LATENCY", r, note=_raw_note(r))
+        out = {"LATENCY": r}
+        if precision == "fp32" and r["inference_precision"] != "f32":
             # CPUs with BF16 (AVX512_BF16, AMX) run an FP32 IR in BF16 unless told otherwise: show real FP32 too.
             self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, THROUGHPUT, f32 forced")
             spec = self._raw_spec(path, "THROUGHPUT", precision="f32")
-            r = run_in_child(raw_job, spec, timeout=self._raw_timeout())
-            out["THROUGHPUT_F32"] = r
-            self._row(precision, "OpenVINO alone, THROUGHPUT, f32 forced", r, note=f"{r['requests']} req")
+            out["THROUGHPUT_F32"] = self._child(raw_job, spec, self._raw_timeout())
         self.results.details.setdefault("raw", {})[precision] = out
         return out
 
-    def _raw_spec(self, path: Path, hint: str, precision: str | None = None) -> RawSpec:
-        return RawSpec(str(path), self.clip, self.size, hint, self.plan.seconds, self.plan.repeat, precision)
+    def _throughput_rounds(
+        self, precision: str, path: Path, raw: dict[str, dict[str, Any]]
+    ) -> dict[int, dict[str, Any]]:
+        """Raw THROUGHPUT and the pipeline in alternation, one repetition of each per round.
+
+        Other processes load a shared machine differently from minute to minute: measured side by side and
+        paired per round, the pipeline/raw ratio holds where the FPS figures alone would drift.
+        """
+        raw_rounds: list[dict[str, Any]] = []
+        pipe_rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in self.plan.cameras}
+        size = self.results.input_size
+        for k in range(1, self.plan.repeat + 1):
+            self._progress(f"{precision} {size}: round {k}/{self.plan.repeat}, OpenVINO alone, THROUGHPUT hint")
+            r = self._child(raw_job, self._raw_spec(path, "THROUGHPUT", repeat=1), self._raw_timeout())
+            raw_rounds.append(r)
+            for n in self.plan.cameras:
+                label = f"pipeline, {n} camera{'s' if n > 1 else ''}"
+                self._progress(f"{precision} {size}: round {k}/{self.plan.repeat}, {label}, max speed")
+                spec = self._spec(path, n, heatmap_hz=self._heatmap_hz(r["fps"], n), repeat=1)
+                p = self._child(pipeline_job, spec, self._pipe_timeout(spec))
+                p["vs_raw"] = p["fps"] / r["fps"]
+                pipe_rounds[n].append(p)
+        raw["THROUGHPUT"] = _combine(raw_rounds)
+        self._row(precision, "OpenVINO alone, THROUGHPUT", raw["THROUGHPUT"], note=_raw_note(raw["THROUGHPUT"]))
+        if "THROUGHPUT_F32" in raw:
+            forced = raw["THROUGHPUT_F32"]
+            self._row(precision, "OpenVINO alone, THROUGHPUT, f32 forced", forced, note=_raw_note(forced))
+        out: dict[int, dict[str, Any]] = {}
+        for n, rounds in pipe_rounds.items():
+            p = out[n] = _combine(rounds)
+            note = f"heatmap every {_fmt(p['frames_per_heatmap'])} frames"
+            if n > 1:
+                note += f"; min/mean camera {p['fairness']:.2f}"
+            self._row(precision, f"pipeline, {n} camera{'s' if n > 1 else ''}", p, vs_raw=p["vs_raw"], note=note)
+            self.results.details.setdefault("pipeline", {}).setdefault(precision, {})[str(n)] = p
+        return out
+
+    def _raw_spec(self, path: Path, hint: str, precision: str | None = None, repeat: int | None = None) -> RawSpec:
+        reps = repeat or self.plan.repeat
+        return RawSpec(str(path), self.clip, self.size, hint, self.plan.seconds, reps, precision)
 
     def _raw_timeout(self) -> float:
         return 120.0 + self.plan.seconds * (self.plan.repeat + 1) * 2
@@ -783,18 +837,6 @@ class Bench:
         # CameraOutput publishes heatmaps at a rate, not every n-th frame: set the rate from the speed expected.
         return float(min(30.0, max(0.2, fps / cameras / HEATMAP_EVERY)))
 
-    def _pipeline(self, precision: str, path: Path, cameras: int, raw_fps: float) -> dict[str, Any]:
-        label = f"pipeline, {cameras} camera{'s' if cameras > 1 else ''}"
-        self._progress(f"{precision} {self.results.input_size}: {label}, max speed, THROUGHPUT")
-        spec = self._spec(path, cameras, heatmap_hz=self._heatmap_hz(raw_fps, cameras))
-        r = run_in_child(pipeline_job, spec, timeout=self._pipe_timeout(spec))
-        note = f"heatmap every {_fmt(r['frames_per_heatmap'])} frames"
-        if cameras > 1:
-            note += f"; min/mean camera {r['fairness']:.2f}"
-        self._row(precision, label, r, vs_raw=r["fps"] / raw_fps, note=note)
-        self.results.details.setdefault("pipeline", {}).setdefault(precision, {})[str(cameras)] = r
-        return r
-
     def _pipe_timeout(self, spec: PipelineSpec) -> float:
         frames = spec.warmup_frames + spec.frames * spec.repeat
         return 120.0 + frames / 5.0  # even at 5 FPS it finishes
@@ -812,7 +854,7 @@ class Bench:
             frames=self.plan.latency_frames,
             repeat=1,
         )
-        r = run_in_child(pipeline_job, spec, timeout=self._pipe_timeout(spec))
+        r = self._child(pipeline_job, spec, self._pipe_timeout(spec))
         single = raw["LATENCY"]["p50_ms"]
         r["vs_single_inference"] = r["p50_ms"] / single
         note = f"p50 = {r['vs_single_inference']:.2f} x single inference ({single:.1f} ms)"
@@ -823,7 +865,7 @@ class Bench:
         frames = self.plan.long_frames
         self._progress(f"{precision} {self.results.input_size}: long run, 1 camera, {frames} frames")
         spec = self._spec(path, 1, heatmap_hz=self._heatmap_hz(raw["THROUGHPUT"]["fps"], 1), frames=frames, repeat=1)
-        r = run_in_child(pipeline_job, spec, timeout=self._pipe_timeout(spec))
+        r = self._child(pipeline_job, spec, self._pipe_timeout(spec))
         m = r["memory"]
         note = (
             f"RSS {m['rss_start_mb']:.0f} -> {m['rss_end_mb']:.0f} MB ({m['rss_growth_pct']:+.1f} %), "
@@ -845,6 +887,7 @@ class Bench:
             return None
         timeout = self._raw_timeout() + 60
         r = run_in_child(torch_job, self.clip, self.size, self.plan.seconds, self.plan.repeat, timeout=timeout)
+        _say(f"    {r['fps']:.1f} FPS, p50 {r['p50_ms']:.1f} ms, CPU {r['cpu_pct']:.1f} %")
         self._row("torch", f"PyTorch eager, {TORCH_THREADS} threads", r, note="model and normalisation only")
         self.results.details["torch"] = r
         fps: float = r["fps"]
