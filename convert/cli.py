@@ -131,71 +131,97 @@ class Converted:
     torch_model: torch.nn.Module | None
 
 
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """Real images as the IR sees them and the reference outputs every converted IR is compared with."""
+
+    frames: list[np.ndarray]  # (H, W, 3) uint8 BGR at the input size
+    fp32: list[np.ndarray]  # (H, W) float32 from the in-memory FP32 model
+    pytorch: list[np.ndarray] | None  # (H, W) float32 from PyTorch, None for an ONNX source
+
+
 def run(args: argparse.Namespace) -> None:
     size: tuple[int, int] = args.input_size
-    precisions: tuple[str, ...] = args.precision
     # cheap checks first, so that a typo fails before minutes of conversion
     validation_source = calibration.open_source(
         _default_path(args.validate, calibration.DEFAULT_VALIDATION, "--validate")
     )
-    calib_sources = _calibration_sources(args.calib) if "int8" in precisions else []
+    calib_sources = _calibration_sources(args.calib) if "int8" in args.precision else []
 
     converted = _convert(args, size)
     core = ov.Core()
     frames = calibration.load_frames([validation_source], size, desc="validation images")
-    fp32_outputs = validate.run_ir(converted.model, frames, core)
-    torch_outputs = _torch_outputs(converted.torch_model, frames) if converted.torch_model is not None else None
-
+    checks = Checks(
+        frames=frames,
+        fp32=validate.run_ir(converted.model, frames, core),
+        pytorch=None if converted.torch_model is None else _torch_outputs(converted.torch_model, frames),
+    )
     calib_frames: list[np.ndarray] = []
-    calib_text = "none"
     if calib_sources:
-        available = sum(s.count for s in calib_sources)
-        calib_frames = calibration.load_frames(
-            calib_sources, size, min(args.calib_size or DEFAULT_CALIB_SIZE, available), desc="calibration frames"
-        )
-        calib_text = calibration.describe(calib_sources, len(calib_frames))
+        wanted = min(args.calib_size or DEFAULT_CALIB_SIZE, sum(s.count for s in calib_sources))
+        calib_frames = calibration.load_frames(calib_sources, size, wanted, desc="calibration frames")
+    calib_text = calibration.describe(calib_sources, len(calib_frames)) if calib_sources else "none"
 
     out_dir: Path = args.out
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConvertError(f"{out_dir}: cannot create the output directory ({exc.strerror or exc})") from exc
-
-    entries: dict[str, dict[str, Any]] = {}
-    for precision in precisions:
-        start = time.perf_counter()
-        if precision == "int8":
-            print(f"quantizing to INT8 with {len(calib_frames)} calibration frames ...", flush=True)
-            model = _int8(converted.model, calib_frames, frames, args.max_drop)
-        else:
-            model = converted.model
-        meta = _metadata(converted, precision, size, calib_text if precision == "int8" else "none")
-        export.set_metadata(model, meta)
-        xml = export.ir_path(out_dir, precision)
-        export.save_ir(model, xml, precision)
-        seconds = time.perf_counter() - start
-
-        saved = core.read_model(xml)  # validate what is on disk, not what is in memory
-        outputs = validate.run_ir(saved, frames, core)
-        figures = _figures(precision, outputs, fp32_outputs, torch_outputs, converted.kind)
-        bench = validate.throughput(saved, frames[0], args.bench_seconds, core) if args.bench_seconds > 0 else None
-        entries[precision] = _entry(
-            meta=meta,
-            xml=xml,
+    entries = {
+        precision: _write_precision(
+            args,
+            precision,
             converted=converted,
+            checks=checks,
+            calib_frames=calib_frames,
             calib_text=calib_text,
-            calib_size=len(calib_frames),
-            max_drop=args.max_drop,
-            figures=figures,
-            bench=bench,
-            bench_seconds=args.bench_seconds,
-            seconds=seconds,
+            core=core,
         )
-        print(f"wrote {xml} ({seconds:.1f} s)", flush=True)
-
+        for precision in args.precision
+    }
     path = manifest.update_manifest(out_dir, entries)
     print(format_table(entries))
     print(f"manifest: {path}")
+
+
+def _write_precision(
+    args: argparse.Namespace,
+    precision: str,
+    *,
+    converted: Converted,
+    checks: Checks,
+    calib_frames: list[np.ndarray],
+    calib_text: str,
+    core: ov.Core,
+) -> dict[str, Any]:
+    """Build, save, validate and benchmark one precision; returns its manifest entry."""
+    start = time.perf_counter()
+    model = converted.model
+    if precision == "int8":
+        print(f"quantizing to INT8 with {len(calib_frames)} calibration frames ...", flush=True)
+        model = _int8(model, calib_frames, checks.frames, args.max_drop)
+    meta = _metadata(converted, precision, args.input_size, calib_text if precision == "int8" else "none")
+    export.set_metadata(model, meta)
+    xml = export.ir_path(args.out, precision)
+    export.save_ir(model, xml, precision)
+    seconds = time.perf_counter() - start
+    print(f"wrote {xml} ({seconds:.1f} s)", flush=True)
+
+    saved = core.read_model(xml)  # validate what is on disk, not what is in memory
+    figures = _figures(precision, validate.run_ir(saved, checks.frames, core), checks, converted.kind)
+    bench = validate.throughput(saved, checks.frames[0], args.bench_seconds, core) if args.bench_seconds > 0 else None
+    return _entry(
+        meta=meta,
+        xml=xml,
+        converted=converted,
+        calib_text=calib_text,
+        calib_size=len(calib_frames),
+        max_drop=args.max_drop,
+        figures=figures,
+        bench=bench,
+        bench_seconds=args.bench_seconds,
+        seconds=seconds,
+    )
 
 
 def _default_path(given: Path | None, default: Path, option: str) -> Path:
@@ -265,19 +291,13 @@ def _torch_outputs(net: torch.nn.Module, frames: Sequence[np.ndarray]) -> list[n
         return [net(torch.from_numpy(reference_input(f)))[0].numpy() for f in frames]
 
 
-def _figures(
-    precision: str,
-    outputs: list[np.ndarray],
-    fp32_outputs: list[np.ndarray],
-    torch_outputs: list[np.ndarray] | None,
-    kind: str,
-) -> dict[str, Any]:
+def _figures(precision: str, outputs: list[np.ndarray], checks: Checks, kind: str) -> dict[str, Any]:
     if precision == "fp32":
-        if torch_outputs is None:
+        if checks.pytorch is None:
             return {"reference": None, "images": len(outputs), "note": f"{kind} source: no PyTorch model to compare"}
-        worst = max(validate.max_relative_error(o, r) for o, r in zip(outputs, torch_outputs, strict=True))
+        worst = max(validate.max_relative_error(o, r) for o, r in zip(outputs, checks.pytorch, strict=True))
         return {"reference": "pytorch", "images": len(outputs), "max_rel_error": worst}
-    agreed = validate.agreement(outputs, fp32_outputs)
+    agreed = validate.agreement(outputs, checks.fp32)
     return {
         "reference": "fp32",
         "images": agreed.images,
