@@ -41,6 +41,8 @@ class ModelInfo:
     device: str  # what the user asked for
     hint: str
     execution_devices: tuple[str, ...] = field(default=())  # what OpenVINO actually runs on
+    # What the plugin computes in: an FP32 IR runs in bf16 on CPUs with AVX-512 BF16 or AMX unless told otherwise.
+    inference_precision: str = ""
 
 
 def _rt_info(model: ov.Model, key: str, default: str) -> str:
@@ -48,6 +50,13 @@ def _rt_info(model: ov.Model, key: str, default: str) -> str:
         return str(model.get_rt_info(["edge_depth", key]).astype(str))
     except RuntimeError:
         return default
+
+
+def _inference_precision(compiled: ov.CompiledModel) -> str:
+    try:
+        return str(compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
+    except (RuntimeError, AttributeError):  # a device without the property
+        return ""
 
 
 def read_model(core: ov.Core, path: Path) -> ov.Model:
@@ -101,6 +110,7 @@ class DepthEngine:
         h = shape[1].get_length() if shape[1].is_static else 0
         w = shape[2].get_length() if shape[2].is_static else 0
         self._execution_devices: tuple[str, ...] = ()
+        self._inference_precision = ""
         self._info = ModelInfo(
             path=path,
             name=_rt_info(self._model, "model", "midas_v21_small"),
@@ -113,7 +123,9 @@ class DepthEngine:
     @property
     def info(self) -> ModelInfo:
         """The model, and the devices OpenVINO really executes on once something is compiled."""
-        return replace(self._info, execution_devices=self._execution_devices)
+        return replace(
+            self._info, execution_devices=self._execution_devices, inference_precision=self._inference_precision
+        )
 
     def set_result_callback(self, on_result: Callable[[DepthFrame], None]) -> None:
         self._on_result = on_result
@@ -139,6 +151,7 @@ class DepthEngine:
         queue.set_callback(self._completed)
         devices = tuple(str(d) for d in compiled.get_property("EXECUTION_DEVICES"))
         self._execution_devices = devices
+        self._inference_precision = _inference_precision(compiled)
         log.info(
             "compiled %s (%s) for %dx%d on %s, %s hint, %d requests in %.1f s",
             self._info.path.name,

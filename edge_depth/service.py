@@ -249,6 +249,7 @@ class Service:
             "device_requested": info.device if info else None,
             "model": info.name if info else None,
             "precision": info.precision if info else None,
+            "inference_precision": info.inference_precision or None if info else None,
         }
         payload.update(out.figures())
         if payload["state"] == "online" and out.health is not None and not out.health.reliable:

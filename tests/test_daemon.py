@@ -79,7 +79,7 @@ def test_file_and_rtsp_cameras_publish_status_and_heatmaps_then_exit_cleanly(
         rec.wait_for_message("ed/available", b"online")
         for camera in ("clip", "rtsp"):
             status = rec.wait_for(statuses(camera, "online"), timeout=60)
-            assert status["device"] == "CPU" and status["precision"] == "int8"
+            assert status["device"] == "CPU" and status["precision"] == "int8" and status["inference_precision"]
             heatmap = decode_jpeg(rec.wait_for(heatmaps_after(camera, 0), timeout=60)[0].payload)
             # 960x540 camera -> the configured height, the camera's aspect ratio
             assert heatmap.shape == (HEATMAP_HEIGHT, round(HEATMAP_HEIGHT * 960 / 540), 3)
