@@ -84,19 +84,23 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return predict(args.images, model=args.model, out_dir=args.out, raw=args.raw, colormap=args.colormap)
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
+def _cmd_convert(argv: list[str]) -> int:
     from convert.cli import main as convert_main
 
     _setup_logging("INFO")
-    return convert_main(args.rest)
+    return convert_main(argv)
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _cmd_bench(argv: list[str]) -> int:
     from edge_depth.bench import main as bench_main
 
     _setup_logging("WARNING")
-    code: int = bench_main(args.rest)
+    code: int = bench_main(argv)
     return code
+
+
+# Commands with a parser of their own: their arguments are handed over untouched.
+_FORWARDED = {"convert": _cmd_convert, "bench": _cmd_bench}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in _FORWARDED:
+        return _FORWARDED[argv[0]](argv[1:])
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

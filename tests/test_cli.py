@@ -109,3 +109,11 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         check=False,
     )
     assert security.returncode == 0, security.stdout[-2000:]
+
+
+def test_convert_is_reachable_through_edge_depth_with_its_own_options(tmp_path: Path) -> None:
+    missing = tmp_path / "midas_v21_small_256.pt"
+    result = edge_depth("convert", "--weights", str(missing), "--out", str(tmp_path / "models"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ") and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
