@@ -439,27 +439,9 @@ class CameraAlerts:
         return _Stats(nearest, float(fraction), bbox, (float(xs.mean()), float(ys.mean())))
 
     def _zone_event(self, kind: EventType, tracker: _ZoneTracker, alert: _OpenAlert, seq: int) -> AlertEvent:
-        s = alert.stats
-        return AlertEvent(
-            id=alert.id,
-            type=kind,
-            kind="obstacle",
-            camera=self.camera,
-            zone=tracker.cfg.name,
-            severity=tracker.cfg.severity,
-            nearest=s.nearest,
-            unit=self.unit,
-            occupied_fraction=s.fraction,
-            bbox=s.bbox,
-            centroid=s.centroid,
-            start=alert.start,
-            last_seen=alert.last_seen,
-            frame=seq,
-            precision=self._precision,
-            latched=False,
-            acknowledged=alert.acknowledged,
-            reason="cleared" if kind == "end" else None,
-        )
+        reason = "cleared" if kind == "end" else None
+        cfg = tracker.cfg
+        return self._event(kind, alert, seq, kind_of="obstacle", zone=cfg.name, severity=cfg.severity, reason=reason)
 
     def _fall_step(
         self, measure: Measure, masks: ZoneMasks, frame: DepthFrame, events: list[AlertEvent], snapshots: list[str]
@@ -503,14 +485,32 @@ class CameraAlerts:
         )
 
     def _fall_event(self, kind: EventType, alert: _OpenAlert, seq: int, reason: str | None = None) -> AlertEvent:
+        severity = self._cfg.fall.severity
+        latched = kind != "end"
+        return self._event(
+            kind, alert, seq, kind_of="fall", zone=FALL_ZONE, severity=severity, reason=reason, latched=latched
+        )
+
+    def _event(
+        self,
+        kind: EventType,
+        alert: _OpenAlert,
+        seq: int,
+        *,
+        kind_of: EventKind,
+        zone: str,
+        severity: Severity,
+        reason: str | None,
+        latched: bool = False,
+    ) -> AlertEvent:
         s = alert.stats
         return AlertEvent(
             id=alert.id,
             type=kind,
-            kind="fall",
+            kind=kind_of,
             camera=self.camera,
-            zone=FALL_ZONE,
-            severity=self._cfg.fall.severity,
+            zone=zone,
+            severity=severity,
             nearest=s.nearest,
             unit=self.unit,
             occupied_fraction=s.fraction,
@@ -520,7 +520,7 @@ class CameraAlerts:
             last_seen=alert.last_seen,
             frame=seq,
             precision=self._precision,
-            latched=kind != "end",
+            latched=latched,
             acknowledged=alert.acknowledged,
             reason=reason,
         )
