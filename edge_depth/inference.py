@@ -105,6 +105,12 @@ class DepthEngine:
         self._infer_requests = infer_requests
         self._compiled: dict[tuple[int, int], tuple[ov.CompiledModel, ov.AsyncInferQueue]] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition()
+        self._busy = 0  # requests started and not yet completed, all shapes
+        self._capacity = 0  # requests of all compiled shapes
+        # THROUGHPUT: one frame stands ready for the next free request, so no stream waits on Python between
+        # requests (measured: ~3 % FPS). LATENCY: a frame is taken only once a request is free, so it is the newest.
+        self._ready_ahead = 0 if hint == "LATENCY" else 1
         self._on_result: Callable[[DepthFrame], None] | None = None
         shape = self._model.inputs[0].get_partial_shape()
         h = shape[1].get_length() if shape[1].is_static else 0
@@ -149,6 +155,8 @@ class DepthEngine:
         jobs = self._infer_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         queue = ov.AsyncInferQueue(compiled, jobs)
         queue.set_callback(self._completed)
+        with self._idle:
+            self._capacity += jobs
         devices = tuple(str(d) for d in compiled.get_property("EXECUTION_DEVICES"))
         self._execution_devices = devices
         self._inference_precision = _inference_precision(compiled)
@@ -174,9 +182,40 @@ class DepthEngine:
         h, w = frame.image.shape[:2]
         self.compile((w, h))
         queue = self._compiled[(w, h)][1]
-        queue.start_async({INPUT_NAME: frame.image[np.newaxis]}, (frame, time.monotonic()), share_inputs=True)
+        with self._idle:
+            self._busy += 1
+        try:
+            queue.start_async({INPUT_NAME: frame.image[np.newaxis]}, (frame, time.monotonic()), share_inputs=True)
+        except BaseException:
+            self._request_done()
+            raise
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once a frame submitted now starts without waiting for long; False after ``timeout`` seconds.
+
+        LATENCY hint: once a request is free. THROUGHPUT: also while one frame more than there are requests
+        would wait for the next request to finish. (With several input shapes, requests of other shapes
+        count too.) True before anything is compiled. Lets the dispatcher take a camera's newest frame only
+        when it can start it, rather than hold one that ages while every request is busy.
+        """
+        with self._idle:
+            return self._idle.wait_for(self._has_room, timeout)
+
+    def _has_room(self) -> bool:
+        return not self._capacity or self._busy < self._capacity + self._ready_ahead
+
+    def _request_done(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify()
 
     def _completed(self, request: ov.InferRequest, userdata: tuple[Frame, float]) -> None:
+        try:
+            self._deliver(request, userdata)
+        finally:
+            self._request_done()
+
+    def _deliver(self, request: ov.InferRequest, userdata: tuple[Frame, float]) -> None:
         frame, submitted = userdata
         # The request's output buffer is reused by the next inference: copy it out.
         depth = request.get_output_tensor(0).data[0].copy()

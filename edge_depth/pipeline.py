@@ -1,7 +1,8 @@
 """The per-frame path: frames from the capture hub -> asynchronous inference -> per-camera outputs.
 
-Threads: one dispatcher takes the newest frame of each camera in turn and starts an inference request
-(blocking while all requests are busy: that is the backpressure). OpenVINO completes requests in its own
+Threads: one dispatcher waits for a free inference request, then takes the newest frame of each camera in
+turn and starts it (waiting for a request is the backpressure, and the frame started is never older than
+the hub's newest). OpenVINO completes requests in its own
 threads, possibly out of order; a sequencer puts each camera's results back into submission order and
 queues them for one output worker, which does the colour range, heatmaps, alerts and publishing. The
 number of frames between dispatch and the end of output work is bounded, so memory never grows.
@@ -43,6 +44,8 @@ class Engine(Protocol):
     def set_result_callback(self, on_result: Callable[[DepthFrame], None]) -> None: ...
 
     def submit(self, frame: Frame) -> None: ...
+
+    def wait_idle(self, timeout: float) -> bool: ...
 
     def wait_all(self) -> None: ...
 
@@ -127,13 +130,15 @@ class Pipeline:
             self._results.put(result)
 
     def _dispatch(self) -> None:
+        # Room for the frame and a free request come first, the frame last: a frame held while every request
+        # is busy would age, and by then a live camera has a newer one in the hub.
         while not self._stop.is_set():
-            frame = self._source.take(timeout=0.2)
-            if frame is None:
+            if not self._slots.acquire(timeout=0.2):
                 continue
-            while not self._slots.acquire(timeout=0.2):
-                if self._stop.is_set():
-                    return
+            frame = self._source.take(timeout=0.2) if self._engine.wait_idle(0.2) else None
+            if frame is None:
+                self._slots.release()
+                continue
             self._sequencer.submitted(frame.camera, frame.seq)
             try:
                 self._engine.submit(frame)
