@@ -270,7 +270,7 @@ def _cpu_ms_per_frame(r: dict[str, Any]) -> float | None:
 
 
 def _raw_note(r: dict[str, Any]) -> str:
-    return f"{r['requests']} req, {r['streams']} streams, runs in {r['inference_precision']}"
+    return f"{r['requests']} req, {r['streams']} streams, float layers in {r['inference_precision']}"
 
 
 def _combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
