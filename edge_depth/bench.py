@@ -12,9 +12,12 @@ chooses for the clip (``auto_input_size``: 960x540 -> 256x128), in one run:
 3. PyTorch eager MiDaS small on the same frames, 2 threads (when torch is installed).
 
 Every measurement runs in a fresh child process (``multiprocessing``, spawn), so that its CPU time, peak RSS,
-threads and open files are its own and not those of earlier runs or of torch. Each one warms up first,
-then measures several repetitions; the table shows medians. Latency of the pipeline is from the moment a
-frame is decoded to the moment its messages are handed to the MQTT client (after heatmap and alerts).
+threads and open files are its own and not those of earlier runs or of torch. Each one warms up first, then
+measures; the table shows medians of the repetitions. Raw THROUGHPUT and the max-speed pipeline runs alternate
+in rounds and their ratio is taken per round, because other load on a shared machine drifts over minutes;
+CPU ms per frame (process CPU time / frames) is the figure that such load barely moves. Latency of the
+pipeline is from the moment a frame is decoded to the moment its messages are handed to the MQTT client
+(after heatmap and alerts).
 """
 
 from __future__ import annotations
