@@ -173,6 +173,17 @@ def _pct(values: np.ndarray | list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
 
 
+def _window_figures(latencies: list[float], started: float, cpu0: float) -> dict[str, float]:
+    """FPS, latency percentiles (ms) and CPU use of a measuring window that began at ``started``/``cpu0``."""
+    wall = time.perf_counter() - started
+    return {
+        "fps": len(latencies) / wall,
+        "p50_ms": _pct(latencies, 50),
+        "p95_ms": _pct(latencies, 95),
+        "cpu_pct": _cpu_pct(time.process_time() - cpu0, wall),
+    }
+
+
 def _clip_frames(clip: str, size: tuple[int, int], count: int) -> list[np.ndarray]:
     """The clip's first ``count`` frames resized as the daemon does: (h, w, 3) uint8 BGR."""
     import cv2  # noqa: PLC0415
@@ -246,13 +257,7 @@ def raw_job(spec: RawSpec) -> dict[str, Any]:
             if time.perf_counter() - started >= duration:
                 break
         queue.wait_all()
-        wall = time.perf_counter() - started
-        return {
-            "fps": len(latencies) / wall,
-            "p50_ms": _pct(latencies, 50),
-            "p95_ms": _pct(latencies, 95),
-            "cpu_pct": _cpu_pct(time.process_time() - cpu0, wall),
-        }
+        return _window_figures(latencies, started, cpu0)
 
     window(max(0.5, spec.seconds / 2))
     runs = [window(spec.seconds) for _ in range(spec.repeat)]
@@ -319,13 +324,7 @@ def torch_job(clip: str, size: tuple[int, int], seconds: float, repeat: int) -> 
             latencies.append((time.perf_counter() - t) * 1000.0)
             if i + 1 >= _MIN_TORCH_FRAMES and time.perf_counter() - started >= duration:
                 break
-        wall = time.perf_counter() - started
-        return {
-            "fps": len(latencies) / wall,
-            "p50_ms": _pct(latencies, 50),
-            "p95_ms": _pct(latencies, 95),
-            "cpu_pct": _cpu_pct(time.process_time() - cpu0, wall),
-        }
+        return _window_figures(latencies, started, cpu0)
 
     with torch.inference_mode():
         window(max(0.5, seconds / 2))

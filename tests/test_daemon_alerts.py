@@ -26,6 +26,10 @@ STANDING = person(0.3, 0.92, 0.6, 1.5)
 LYING = posture(STANDING, 0.25, 3.5)
 
 
+def door_states(messages: list[Received]) -> list[bytes]:
+    return [m.payload for m in messages if m.topic == "ed/room/door/state"]
+
+
 def alerts_of(messages: list[Received], camera: str) -> list[dict[str, Any]]:
     return [json.loads(m.payload) for m in messages if m.topic == f"ed/{camera}/alert"]
 
@@ -67,7 +71,8 @@ def test_replayed_depth_gives_alert_lifecycle_zone_states_discovery_and_acked_fa
         new = lifecycle[0]
         assert new["camera"] == "room" and new["zone"] == "door" and new["kind"] == "obstacle"
         assert new["precision"] == "int8" and new["unit"] == "baseline" and new["start"].endswith("Z")
-        states = [m.payload for m in rec.messages if m.topic == "ed/room/door/state"]
+        # The zone state is a message of its own, published right after the `end` event: wait for it too.
+        states = rec.wait_for(lambda ms: door_states(ms) if len(door_states(ms)) >= 3 else None)
         assert states == [b"OFF", b"ON", b"OFF"]
         rec.wait_for_message("ed/room/alert/snapshot")
 
