@@ -8,7 +8,9 @@ the chosen size and can be reshaped at load time to any multiple of 32.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,18 @@ STD_RGB = (0.229, 0.224, 0.225)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+@contextmanager
+def _root_logging_kept() -> Iterator[None]:
+    """``ov.convert_model`` sets the root logger's level to ERROR (its ``init_logger``), which silences every
+    warning of the calling program afterwards; put the level back."""
+    root = logging.getLogger()
+    level = root.level
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def torch_to_ov(model: torch.nn.Module, size: tuple[int, int]) -> ov.Model:
     """The PyTorch model as an OpenVINO model with its own interface: (1, 3, H, W) float32 normalised RGB.
 
@@ -40,7 +54,8 @@ def torch_to_ov(model: torch.nn.Module, size: tuple[int, int]) -> ov.Model:
     example = torch.zeros(1, 3, height, width)
     with torch.no_grad():
         traced = trace(model.eval(), example, check_trace=False)
-    converted = ov.convert_model(traced, example_input=example)
+    with _root_logging_kept():
+        converted = ov.convert_model(traced, example_input=example)
     converted.reshape([1, 3, height, width])
     return converted
 
@@ -49,7 +64,8 @@ def onnx_to_ov(path: Path, size: tuple[int, int]) -> ov.Model:
     """An ONNX MiDaS v2.1 small (e.g. the official ``model-small.onnx``) as an OpenVINO model at ``size``."""
     width, height = size
     try:
-        converted = ov.convert_model(str(path))
+        with _root_logging_kept():
+            converted = ov.convert_model(str(path))
     except Exception as exc:  # OpenVINO's frontends raise their own types for every kind of bad file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConvertError(f"{path}: not an ONNX model OpenVINO can read: {reason[:160]}") from exc

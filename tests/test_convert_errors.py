@@ -6,6 +6,7 @@ import argparse
 import functools
 import hashlib
 import http.server
+import logging
 import shutil
 import socket
 import threading
@@ -20,6 +21,8 @@ import torch
 
 from convert import ConvertError, calibration, weights
 from convert.cli import main
+from convert.export import torch_to_ov
+from convert.midas_small import MidasSmall
 from convert.synthetic import synthetic_state_dict
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -294,3 +297,15 @@ def test_calibration_frames_are_spread_over_all_sources() -> None:
 def test_redact_url() -> None:
     assert weights.redact_url("https://u:p@host:8443/a.pt?x=1") == "https://host:8443/a.pt?x=1"
     assert weights.redact_url(weights.OFFICIAL_URL) == weights.OFFICIAL_URL
+
+
+def test_conversion_leaves_the_callers_logging_alone() -> None:
+    """OpenVINO's converter sets the root logger to ERROR; the daemon's and the tests' warnings must survive it."""
+    root = logging.getLogger()
+    before = root.level
+    try:
+        root.setLevel(logging.WARNING)
+        torch_to_ov(MidasSmall(), (64, 64))
+        assert root.level == logging.WARNING
+    finally:
+        root.setLevel(before)
