@@ -121,6 +121,11 @@ class ModelConfig(StrictModel):
     infer_requests: int = Field(
         0, ge=0, le=16, description="Parallel inference requests; 0 = OpenVINO's optimal number for the hint."
     )
+    inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
+        "auto",
+        description="What float layers compute in: 'auto' is OpenVINO's choice (bf16 on CPUs with AVX-512 BF16 or "
+        "AMX, fastest); 'f32' for full FP32 accuracy at about half the speed there.",
+    )
     cache_dir: Path | None = Field(
         None, description="OpenVINO compiled-model cache directory (faster restarts); off when unset." + _RELATIVE
     )

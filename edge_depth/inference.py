@@ -93,6 +93,7 @@ class DepthEngine:
         device: str = "CPU",
         hint: str = "THROUGHPUT",
         infer_requests: int = 0,
+        inference_precision: str = "auto",
         cache_dir: Path | None = None,
         core: ov.Core | None = None,
     ) -> None:
@@ -103,6 +104,7 @@ class DepthEngine:
         self._device = device
         self._hint = hint
         self._infer_requests = infer_requests
+        self._inference_precision_hint = inference_precision
         self._compiled: dict[tuple[int, int], tuple[ov.CompiledModel, ov.AsyncInferQueue]] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition()
@@ -151,6 +153,8 @@ class DepthEngine:
         config: dict[str, Any] = {"PERFORMANCE_HINT": self._hint}
         if self._infer_requests:
             config["PERFORMANCE_HINT_NUM_REQUESTS"] = self._infer_requests
+        if self._inference_precision_hint != "auto":
+            config["INFERENCE_PRECISION_HINT"] = self._inference_precision_hint
         compiled = self._core.compile_model(model, self._device, config)
         jobs = self._infer_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         queue = ov.AsyncInferQueue(compiled, jobs)

@@ -78,6 +78,7 @@ class Service:
             device=self.cfg.model.device,
             hint=self.cfg.model.performance_hint,
             infer_requests=self.cfg.model.infer_requests,
+            inference_precision=self.cfg.model.inference_precision,
             cache_dir=self.cfg.model.cache_dir,
         )
         self._engine = engine

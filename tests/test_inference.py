@@ -1,0 +1,67 @@
+"""The OpenVINO engine on real IRs: reshape per input size, asynchronous results, what it reports, bad files."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_depth.frames import DepthFrame, Frame
+from edge_depth.inference import DepthEngine, ModelError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_engine_compiles_per_input_size_and_reports_what_it_runs(synthetic_ir_dir: Path) -> None:
+    engine = DepthEngine(synthetic_ir_dir / "midas_small_fp32.xml", hint="LATENCY")
+    image = np.zeros((192, 256, 3), np.uint8)
+    assert engine.infer(image).shape == (192, 256)
+    assert engine.infer(np.zeros((128, 256, 3), np.uint8)).shape == (128, 256)
+    info = engine.info
+    assert info.precision == "fp32" and info.ir_input_size == (256, 256)
+    assert info.execution_devices == ("CPU",) and info.inference_precision in {"f32", "bf16", "f16"}
+
+
+def test_f32_can_be_forced_and_matches_the_default_closely(synthetic_ir_dir: Path) -> None:
+    path = synthetic_ir_dir / "midas_small_fp32.xml"
+    forced = DepthEngine(path, hint="LATENCY", inference_precision="f32")
+    default = DepthEngine(path, hint="LATENCY")
+    image = cv2.resize(cv2.imread(str(FIXTURES / "nyu" / "rgb_00065.png")), (256, 192), interpolation=cv2.INTER_CUBIC)
+    exact, auto = forced.infer(image), default.infer(image)
+    assert forced.info.inference_precision == "f32"
+    # bf16 where the CPU has it: close, not equal (0.96 measured; untrained synthetic weights amplify rounding)
+    assert np.corrcoef(exact.ravel(), auto.ravel())[0, 1] > 0.9
+
+
+def test_asynchronous_results_carry_their_frame(synthetic_ir_dir: Path) -> None:
+    engine = DepthEngine(synthetic_ir_dir / "midas_small_int8.xml")
+    results: list[DepthFrame] = []
+    done = threading.Event()
+
+    def collect(result: DepthFrame) -> None:
+        results.append(result)
+        if len(results) == 6:
+            done.set()
+
+    engine.set_result_callback(collect)
+    for seq in range(1, 7):
+        image = np.full((128, 256, 3), seq * 20, np.uint8)
+        engine.submit(Frame("cam", seq, 1.0 * seq, 100.0 + seq, image, (960, 540)))
+    assert done.wait(60)
+    assert sorted(r.seq for r in results) == [1, 2, 3, 4, 5, 6]
+    first = next(r for r in results if r.seq == 1)
+    assert first.depth.shape == (128, 256) and first.depth.dtype == np.float32
+    assert first.source_size == (960, 540) and first.captured_wall == 101.0 and first.infer_ms > 0
+
+
+def test_a_missing_or_foreign_model_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model file not found"):
+        DepthEngine(tmp_path / "missing.xml")
+    bogus = tmp_path / "bogus.xml"
+    bogus.write_text("<net></net>")
+    bogus.with_suffix(".bin").write_bytes(b"")
+    with pytest.raises(ModelError, match=str(bogus)):
+        DepthEngine(bogus)
