@@ -72,12 +72,21 @@ class Sequencer:
     def completed(self, result: DepthFrame) -> list[DepthFrame]:
         """Record a result; return the results now releasable in order (possibly none)."""
         with self._lock:
-            order, done = self._order[result.camera], self._done[result.camera]
-            done[result.seq] = result
-            ready = []
-            while order and order[0] in done:
-                ready.append(done.pop(order.popleft()))
-            return ready
+            self._done[result.camera][result.seq] = result
+            return self._release(result.camera)
+
+    def abandoned(self, camera: str, seq: int) -> list[DepthFrame]:
+        """Forget a frame whose request never started, so later results of its camera are not held behind it."""
+        with self._lock:
+            self._order[camera].remove(seq)
+            return self._release(camera)
+
+    def _release(self, camera: str) -> list[DepthFrame]:
+        order, done = self._order[camera], self._done[camera]
+        ready = []
+        while order and order[0] in done:
+            ready.append(done.pop(order.popleft()))
+        return ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +153,9 @@ class Pipeline:
                 self._engine.submit(frame)
             except Exception as exc:  # a broken request must not end the dispatcher
                 self._slots.release()
-                self.last_error = f"inference failed: {exc}"
+                for ready in self._sequencer.abandoned(frame.camera, frame.seq):
+                    self._results.put(ready)
+                self.last_error = f"camera {frame.camera}: inference failed: {exc}"
                 log.exception("camera %s: inference failed", frame.camera)
 
     def _completed(self, result: DepthFrame) -> None:

@@ -273,6 +273,7 @@ class Service:
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "threads": threading.active_count(),
             "cameras": {name: out.figures() for name, out in self._outputs.items()},
+            "last_inference_error": self._pipeline.last_error if self._pipeline else None,
             "mqtt": None
             if publish is None
             else {

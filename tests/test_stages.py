@@ -68,6 +68,15 @@ def test_sequencer_restores_submission_order_per_camera() -> None:
     assert [r.seq for r in seq.completed(_result("a", 9))] == [9]
 
 
+def test_a_frame_that_never_ran_does_not_hold_back_its_camera() -> None:
+    seq = Sequencer()
+    for n in (1, 2, 3):
+        seq.submitted("a", n)
+    assert seq.completed(_result("a", 3)) == []
+    assert seq.abandoned("a", 2) == []
+    assert [r.seq for r in seq.completed(_result("a", 1))] == [1, 3]
+
+
 def test_rate_meter_falls_to_zero_when_frames_stop() -> None:
     meter = RateMeter(window_s=5.0)
     for i in range(50):
