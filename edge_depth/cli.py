@@ -39,8 +39,8 @@ def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edge_depth.config import ConfigError, load_config
-    from edge_depth.inference import ModelError
+    from edge_depth.config.schema import ConfigError, load_config
+    from edge_depth.model.engine import ModelError
     from edge_depth.service import Service, StartupError
 
     try:
@@ -64,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from edge_depth.config import check_config, schema_reference
+    from edge_depth.config.schema import check_config, schema_reference
 
     if args.schema:
         print(schema_reference())
@@ -78,7 +78,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from edge_depth.predict import predict
+    from edge_depth.tools.predict import predict
 
     _setup_logging("WARNING")
     return predict(args.images, model=args.model, out_dir=args.out, raw=args.raw, colormap=args.colormap)
@@ -92,7 +92,7 @@ def _cmd_convert(argv: list[str]) -> int:
 
 
 def _cmd_bench(argv: list[str]) -> int:
-    from edge_depth.bench import main as bench_main
+    from edge_depth.tools.bench import main as bench_main
 
     _setup_logging("WARNING")
     code: int = bench_main(argv)

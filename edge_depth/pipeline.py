@@ -7,7 +7,7 @@ threads, possibly out of order; a sequencer puts each camera's results back into
 queues them for one output worker, which does the colour range, heatmaps, alerts and publishing. The
 number of frames between dispatch and the end of output work is bounded, so memory never grows.
 
-This module never imports paho: it publishes through the ``Publisher`` protocol.
+This module never imports paho: outputs publish through ``outputs.meters.Publisher``.
 """
 
 from __future__ import annotations
@@ -15,25 +15,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
-
 from edge_depth.frames import DepthFrame, Frame
 
 log = logging.getLogger(__name__)
-
-
-class Publisher(Protocol):
-    """What the pipeline needs of an MQTT client (``publish.MqttPublisher`` is one)."""
-
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 0, retain: bool = False) -> bool: ...
-
-    def set_retained(self, topic: str, payload: bytes | str, qos: int = 1) -> None: ...
 
 
 class FrameSource(Protocol):
@@ -192,40 +181,3 @@ class Pipeline:
         self._engine.wait_all()
         self._results.put(None)
         self._worker.join(timeout)
-
-
-class LatencyWindow:
-    """The last ``size`` latencies (ms) for percentiles, in a fixed ring buffer (no growth)."""
-
-    def __init__(self, size: int = 512) -> None:
-        self._values = np.zeros(size, dtype=np.float64)
-        self._count = 0
-
-    def add(self, ms: float) -> None:
-        self._values[self._count % len(self._values)] = ms
-        self._count += 1
-
-    def percentile(self, pct: float) -> float | None:
-        n = min(self._count, len(self._values))
-        return float(np.percentile(self._values[:n], pct)) if n else None
-
-
-class RateMeter:
-    """Events per second over the last ``window_s`` seconds, from monotonic timestamps.
-
-    ``tick`` is called by one thread; ``rate`` may be read from another and does not mutate.
-    """
-
-    def __init__(self, window_s: float = 5.0, capacity: int = 4096) -> None:
-        self._window_s = window_s
-        self._times: deque[float] = deque(maxlen=capacity)
-
-    def tick(self, t: float) -> None:
-        self._times.append(t)
-
-    def rate(self, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        recent = [t for t in tuple(self._times) if now - t <= self._window_s]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)

@@ -21,18 +21,18 @@ from types import FrameType
 from typing import Any
 
 from edge_depth import __version__
-from edge_depth.alerts import CameraAlerts, parse_ack, parse_baseline_reset
-from edge_depth.capture import CameraReader, CaptureState, FrameHub
-from edge_depth.config import CameraConfig, Config
-from edge_depth.discovery import discovery_messages
-from edge_depth.inference import DepthEngine
+from edge_depth.alerts.camera import CameraAlerts, parse_ack, parse_baseline_reset
+from edge_depth.capture.reader import CameraReader, CaptureState, FrameHub
+from edge_depth.capture.replay import Recording, ReplayCamera
+from edge_depth.config.schema import CameraConfig, Config
+from edge_depth.model.engine import DepthEngine
+from edge_depth.model.preprocess import Resizer
+from edge_depth.mqtt.client import MqttPublisher
+from edge_depth.mqtt.discovery import discovery_messages
+from edge_depth.mqtt.topics import Topics
 from edge_depth.notify import Notifier
-from edge_depth.outputs import CameraOutput, dumps
+from edge_depth.outputs.camera import CameraOutput, dumps
 from edge_depth.pipeline import Pipeline
-from edge_depth.preprocess import Resizer
-from edge_depth.publish import MqttPublisher
-from edge_depth.replay import Recording, ReplayCamera
-from edge_depth.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_depth.alert_config import CameraAlertsConfig
-from edge_depth.alerts import CameraAlerts
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.config.alerts import CameraAlertsConfig
 from tests.support.scenes import Box, frames, keyframes, load_scene, person, replay
 
 SCENE = "nyu_00122"

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_depth.alert_config import CameraAlertsConfig
-from edge_depth.alerts import CameraAlerts
-from edge_depth.zones import polygon_mask
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.alerts.zones import polygon_mask
+from edge_depth.config.alerts import CameraAlertsConfig
 from tests.support.scenes import Box, Run, frames, keyframes, load_scene, replay
 from tests.test_reference import reference_points
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge_depth.alert_config import CameraAlertsConfig
-from edge_depth.zones import ACTIVE_COLOR, ZONE_COLOR, MaskCache, ZoneSpec, build_masks, draw_zones, polygon_mask
+from edge_depth.alerts.zones import ACTIVE_COLOR, ZONE_COLOR, MaskCache, ZoneSpec, build_masks, draw_zones, polygon_mask
+from edge_depth.config.alerts import CameraAlertsConfig
 
 SHAPE = (192, 256)
 LEFT_HALF = ((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_depth import bench
+from edge_depth.tools import bench
 
 EXPECTED_RUNS = [
     "OpenVINO alone, LATENCY",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_depth.config import (
+from edge_depth.config.schema import (
     CameraConfig,
     Config,
     ConfigError,

@@ -12,7 +12,7 @@ from typing import Any
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from edge_depth.replay import save_recording
+from edge_depth.capture.replay import save_recording
 from tests.support.broker import Mosquitto, MqttRecorder, Received
 from tests.support.daemon import Daemon, daemon_config
 from tests.support.scenes import Box, frames, keyframes, load_scene, person, posture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from edge_depth.discovery import discovery_messages, nearest_payload, nearest_topic
-from edge_depth.topics import Topics
+from edge_depth.mqtt.discovery import discovery_messages, nearest_payload, nearest_topic
+from edge_depth.mqtt.topics import Topics
 
 # Keys of Home Assistant's MQTT discovery schemas (abbreviations not used) that this module may emit.
 COMMON = {"name", "unique_id", "availability_topic", "payload_available", "payload_not_available", "device"}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_depth.alert_config import CameraAlertsConfig
-from edge_depth.alerts import CameraAlerts
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.config.alerts import CameraAlertsConfig
 from tests.support.scenes import Box, Run, Timeline, frames, keyframes, load_scene, person, posture, replay
 
 SCENE = "nyu_00122"

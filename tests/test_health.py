@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_depth.alert_config import CameraAlertsConfig, HealthConfig
-from edge_depth.alerts import CameraAlerts
-from edge_depth.health import HealthMonitor
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.alerts.health import HealthMonitor
+from edge_depth.config.alerts import CameraAlertsConfig, HealthConfig
 from tests.support.scenes import T0_MONO, Box, Run, frames, keyframes, load_scene, replay
 
 SCENE = "nyu_00122"

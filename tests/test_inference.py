@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_depth.frames import DepthFrame, Frame
-from edge_depth.inference import DepthEngine, ModelError
+from edge_depth.model.engine import DepthEngine, ModelError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

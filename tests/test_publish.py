@@ -19,9 +19,9 @@ from typing import Any
 import paho.mqtt.publish as paho_publish
 import pytest
 
-from edge_depth.config import MqttConfig
-from edge_depth.publish import MqttPublisher
-from edge_depth.topics import Topics
+from edge_depth.config.schema import MqttConfig
+from edge_depth.mqtt.client import MqttPublisher
+from edge_depth.mqtt.topics import Topics
 from tests.support.broker import BrokerFactory, Mosquitto, MqttRecorder, TlsFiles
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,9 +103,9 @@ def test_online_is_retained_after_connect_and_offline_after_a_clean_stop(
 
 _DAEMON = """
 import sys, threading
-from edge_depth.config import MqttConfig
-from edge_depth.publish import MqttPublisher
-from edge_depth.topics import Topics
+from edge_depth.config.schema import MqttConfig
+from edge_depth.mqtt.client import MqttPublisher
+from edge_depth.mqtt.topics import Topics
 cfg = MqttConfig.model_validate_json(sys.argv[1])
 publisher = MqttPublisher(cfg, Topics(cfg.topic_prefix))
 publisher.start()

@@ -6,16 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_depth.alert_config import (
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.alerts.reference import BaselineReference, MetricReference, RelativeReference
+from edge_depth.config.alerts import (
     BaselineConfig,
     CameraAlertsConfig,
     MetricConfig,
     ReferencePoint,
     RelativeConfig,
 )
-from edge_depth.alerts import CameraAlerts
 from edge_depth.frames import DepthFrame
-from edge_depth.reference import BaselineReference, MetricReference, RelativeReference
 from tests.support.scenes import FIXTURES, NYU_FRAMES, T0_MONO, Box, MidasLike, Scene, load_scene, render
 
 RGBD_SCENES = ("sequence_00000", "sequence_00004", "tum", "sun", *(f"nyu_{n}" for n in NYU_FRAMES))

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_depth.alert_config import CameraAlertsConfig
-from edge_depth.alerts import CameraAlerts
-from edge_depth.replay import Recording, save_recording
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.capture.replay import Recording, save_recording
+from edge_depth.config.alerts import CameraAlertsConfig
 from tests.support.scenes import Box, frames, keyframes, load_scene, replay
 
 DOOR = [[0.1, 0.3], [0.5, 0.3], [0.5, 0.95], [0.1, 0.95]]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_depth.config import HeatmapConfig
+from edge_depth.config.schema import HeatmapConfig
 from edge_depth.frames import DepthFrame
-from edge_depth.heatmap import HeatmapRenderer, SmoothedRange, output_size
-from edge_depth.pipeline import LatencyWindow, RateMeter, Sequencer
-from edge_depth.preprocess import Resizer, auto_input_size
+from edge_depth.model.preprocess import Resizer, auto_input_size
+from edge_depth.outputs.heatmap import HeatmapRenderer, SmoothedRange, output_size
+from edge_depth.outputs.meters import LatencyWindow, RateMeter
+from edge_depth.pipeline import Sequencer
 
 
 @pytest.mark.parametrize(

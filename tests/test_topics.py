@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from edge_depth.topics import Topics
+from edge_depth.mqtt.topics import Topics
 
 
 def test_daemon_and_camera_topics_live_under_the_prefix() -> None:

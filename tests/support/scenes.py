@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_depth.alerts import AlertEvent, AlertOutput, CameraAlerts
+from edge_depth.alerts.camera import AlertEvent, AlertOutput, CameraAlerts
 from edge_depth.frames import DepthFrame
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -35,7 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_depth.alert_config import BaselineConfig, MetricConfig, ReferenceConfig, ReferencePoint, RelativeConfig
+from edge_depth.config.alerts import BaselineConfig, MetricConfig, ReferenceConfig, ReferencePoint, RelativeConfig
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge_depth.alert_config import FallConfig
+from edge_depth.config.alerts import FallConfig
 
 _STAND_TOLERANCE = 0.1  # the drop starts when the top leaves the standing top by 10 % of the standing height
 _STAY_DOWN_FACTOR = 0.8  # hysteresis: once down, a region stays down while its aspect >= 0.8 x lying_aspect

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_depth.alert_config import HealthConfig
+from edge_depth.config.alerts import HealthConfig
 
 _GRID = 4  # statistics on every 4th pixel: 3072 values at 256x192
 _LEVEL_TIME_CONSTANT_S = 30.0

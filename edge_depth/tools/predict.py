@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_depth.heatmap import COLORMAPS, colorize, robust_range
-from edge_depth.inference import DepthEngine, ModelError
-from edge_depth.preprocess import Resizer
+from edge_depth.model.engine import DepthEngine, ModelError
+from edge_depth.model.preprocess import Resizer
+from edge_depth.outputs.heatmap import COLORMAPS, colorize, robust_range
 
 log = logging.getLogger(__name__)
 

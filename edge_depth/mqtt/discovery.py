@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from edge_depth.alert_config import FALL_ZONE
-from edge_depth.topics import Topics
+from edge_depth.config.alerts import FALL_ZONE
+from edge_depth.mqtt.topics import Topics
 
 NEAREST_LEAF = "nearest"
 

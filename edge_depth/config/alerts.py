@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_depth.config_base import StrictModel
+from edge_depth.config.base import StrictModel
 
 ReferenceMode = Literal["relative", "baseline", "metric"]
 Severity = Literal["info", "warning", "critical"]

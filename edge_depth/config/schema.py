@@ -28,8 +28,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from edge_depth.alert_config import CameraAlertsConfig
-from edge_depth.config_base import StrictModel
+from edge_depth.config.alerts import CameraAlertsConfig
+from edge_depth.config.base import StrictModel
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _TOPIC_PREFIX = r"^[^#+/\s][^#+\s]*[^#+/\s]$|^[^#+/\s]$"

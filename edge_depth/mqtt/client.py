@@ -23,8 +23,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_depth.config import MqttConfig
-from edge_depth.topics import Topics
+from edge_depth.config.schema import MqttConfig
+from edge_depth.mqtt.topics import Topics
 
 Handler = Callable[[str, bytes], None]
 """Called on paho's network thread with (topic, payload) for every message matching a subscription."""

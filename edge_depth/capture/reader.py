@@ -33,7 +33,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge_depth.config import CameraConfig
+from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import Frame
 from edge_depth.redact import redact_url
 

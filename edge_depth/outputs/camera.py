@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from edge_depth.alerts import AlertOutput, CameraAlerts
-from edge_depth.config import CameraConfig
-from edge_depth.discovery import nearest_payload, nearest_topic
+from edge_depth.alerts.camera import AlertOutput, CameraAlerts
+from edge_depth.alerts.health import DepthHealth
+from edge_depth.alerts.zones import draw_zones
+from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import DepthFrame
-from edge_depth.health import DepthHealth
-from edge_depth.heatmap import HeatmapRenderer, encode_jpeg
-from edge_depth.pipeline import LatencyWindow, Publisher, RateMeter
-from edge_depth.topics import Topics
-from edge_depth.zones import draw_zones
+from edge_depth.mqtt.discovery import nearest_payload, nearest_topic
+from edge_depth.mqtt.topics import Topics
+from edge_depth.outputs.heatmap import HeatmapRenderer, encode_jpeg
+from edge_depth.outputs.meters import LatencyWindow, Publisher, RateMeter
 
 log = logging.getLogger(__name__)
 

@@ -56,12 +56,12 @@ from typing import Literal
 
 import numpy as np
 
-from edge_depth.alert_config import FALL_ZONE, CameraAlertsConfig, Severity, ZoneConfig
-from edge_depth.fall import FallDetector, Region, main_region
+from edge_depth.alerts.fall import FallDetector, Region, main_region
+from edge_depth.alerts.health import DepthHealth, HealthMonitor
+from edge_depth.alerts.reference import BaselineReference, Measure, Reference, make_reference
+from edge_depth.alerts.zones import GRID_STRIDE, MaskCache, ZoneMasks, ZonePixels, ZoneSpec
+from edge_depth.config.alerts import FALL_ZONE, CameraAlertsConfig, Severity, ZoneConfig
 from edge_depth.frames import DepthFrame
-from edge_depth.health import DepthHealth, HealthMonitor
-from edge_depth.reference import BaselineReference, Measure, Reference, make_reference
-from edge_depth.zones import GRID_STRIDE, MaskCache, ZoneMasks, ZonePixels, ZoneSpec
 
 log = logging.getLogger(__name__)
 

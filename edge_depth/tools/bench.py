@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 PRECISIONS = ("fp32", "fp16", "int8")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CLIP = REPO / "tests" / "fixtures" / "video" / "solidWhiteRight.mp4"
 DEFAULT_JSON = Path("bench-results") / "bench.json"
 TOPIC_PREFIX = "edge-depth-bench"
@@ -188,7 +188,7 @@ def _clip_frames(clip: str, size: tuple[int, int], count: int) -> list[np.ndarra
     """The clip's first ``count`` frames resized as the daemon does: (h, w, 3) uint8 BGR."""
     import cv2  # noqa: PLC0415
 
-    from edge_depth.preprocess import Resizer  # noqa: PLC0415
+    from edge_depth.model.preprocess import Resizer  # noqa: PLC0415
 
     resize = Resizer(size)
     cap = cv2.VideoCapture(clip, cv2.CAP_FFMPEG)
@@ -232,7 +232,7 @@ def raw_job(spec: RawSpec) -> dict[str, Any]:
     after a warm-up, as ``benchmark_app`` does."""
     import openvino as ov  # noqa: PLC0415
 
-    from edge_depth.inference import INPUT_NAME, read_model  # noqa: PLC0415
+    from edge_depth.model.engine import INPUT_NAME, read_model  # noqa: PLC0415
 
     size = spec.size
     frames = _clip_frames(spec.clip, size, 32)
@@ -355,7 +355,7 @@ class PipelineSpec:
 
 def bench_alerts_config() -> Any:
     """A busy but plausible alert setup: baseline reference, two zones, an exclusion and fall detection."""
-    from edge_depth.alert_config import CameraAlertsConfig  # noqa: PLC0415
+    from edge_depth.config.alerts import CameraAlertsConfig  # noqa: PLC0415
 
     return CameraAlertsConfig.model_validate(
         {
@@ -435,15 +435,15 @@ class _Samples:
 
 def pipeline_job(spec: PipelineSpec) -> dict[str, Any]:
     """The daemon's classes wired as ``Service.run`` wires them, measured over ``spec.repeat`` windows."""
-    from edge_depth.alerts import CameraAlerts  # noqa: PLC0415
-    from edge_depth.capture import CameraReader, FrameHub  # noqa: PLC0415
-    from edge_depth.config import CameraConfig, HeatmapConfig, MqttConfig  # noqa: PLC0415
-    from edge_depth.inference import DepthEngine  # noqa: PLC0415
-    from edge_depth.outputs import CameraOutput  # noqa: PLC0415
+    from edge_depth.alerts.camera import CameraAlerts  # noqa: PLC0415
+    from edge_depth.capture.reader import CameraReader, FrameHub  # noqa: PLC0415
+    from edge_depth.config.schema import CameraConfig, HeatmapConfig, MqttConfig  # noqa: PLC0415
+    from edge_depth.model.engine import DepthEngine  # noqa: PLC0415
+    from edge_depth.model.preprocess import Resizer  # noqa: PLC0415
+    from edge_depth.mqtt.client import MqttPublisher  # noqa: PLC0415
+    from edge_depth.mqtt.topics import Topics  # noqa: PLC0415
+    from edge_depth.outputs.camera import CameraOutput  # noqa: PLC0415
     from edge_depth.pipeline import Pipeline  # noqa: PLC0415
-    from edge_depth.preprocess import Resizer  # noqa: PLC0415
-    from edge_depth.publish import MqttPublisher  # noqa: PLC0415
-    from edge_depth.topics import Topics  # noqa: PLC0415
 
     alerts_cfg = bench_alerts_config()
     cams = [
@@ -703,7 +703,7 @@ class Bench:
     """Runs every measurement in order, printing progress to stderr, and collects the table."""
 
     def __init__(self, models: dict[str, Path], clip: Path, plan: Plan, broker: tuple[str, int]) -> None:
-        from edge_depth.preprocess import auto_input_size  # noqa: PLC0415
+        from edge_depth.model.preprocess import auto_input_size  # noqa: PLC0415
 
         self.models = models
         self.clip = str(clip)

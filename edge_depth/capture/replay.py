@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from edge_depth.capture import CaptureState
+from edge_depth.capture.reader import CaptureState
 from edge_depth.frames import DepthFrame
 
 _KEYS = ("depth", "image", "seq", "captured_mono", "captured_wall", "infer_ms", "camera")

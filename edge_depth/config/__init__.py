@@ -1,0 +1,1 @@
+"""Configuration: the strict schema of the YAML file, its loader (line numbers, substitution) and error text."""

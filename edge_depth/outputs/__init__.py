@@ -1,0 +1,1 @@
+"""Per-camera outputs of each depth frame: heatmaps, alerts and meters, handed to a publisher."""

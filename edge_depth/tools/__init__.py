@@ -1,0 +1,1 @@
+"""One-shot commands beside the daemon: `predict` on photos and the `bench` benchmark."""
