@@ -54,7 +54,7 @@ class Service:
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self._notifier = notifier or Notifier()
-        self._topics = Topics(cfg.mqtt.topic_prefix)
+        self._topics = Topics(cfg.mqtt.topic_prefix, cfg.homeassistant.discovery_prefix)
         self._started = time.monotonic()
         self._cameras = [cam for cam in cfg.cameras if cam.enabled]
         self._outputs: dict[str, CameraOutput] = {}
@@ -161,15 +161,14 @@ class Service:
                 pipeline.call_soon(out.alerts.reset_baseline)
 
             publisher.subscribe(self._topics.alert_ack(name), ack)
-            publisher.subscribe(self._topics.command(name, "baseline/reset"), reset)
+            publisher.subscribe(self._topics.baseline_reset(name), reset)
         if self.cfg.homeassistant.enabled:
-            status_topic = f"{self.cfg.homeassistant.discovery_prefix}/status"
 
             def ha_status(_topic: str, payload: bytes) -> None:
                 if payload.strip() == b"online":  # Home Assistant restarted: it needs the configs again
                     self._publish_discovery()
 
-            publisher.subscribe(status_topic, ha_status)
+            publisher.subscribe(self._topics.homeassistant_status, ha_status)
 
     @staticmethod
     def _acknowledge(out: CameraOutput, event_id: str) -> None:
@@ -182,11 +181,9 @@ class Service:
         if not self.cfg.homeassistant.enabled or self._publisher is None:
             return
         messages = discovery_messages(
-            discovery_prefix=self.cfg.homeassistant.discovery_prefix,
+            topics=self._topics,
             node_id=re.sub(r"[^a-zA-Z0-9_-]", "_", self.cfg.mqtt.client_id),
-            topic_prefix=self.cfg.mqtt.topic_prefix,
             cameras=[(name, tuple(z.name for z in out.alerts.zones)) for name, out in self._outputs.items()],
-            availability_topic=self._topics.available,
             version=__version__,
             nearest_units={name: out.alerts.unit for name, out in self._outputs.items()},
         )

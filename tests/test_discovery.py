@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from edge_depth.mqtt.discovery import discovery_messages, nearest_payload, nearest_topic
+from edge_depth.mqtt.discovery import discovery_messages, nearest_payload
 from edge_depth.mqtt.topics import Topics
 
 # Keys of Home Assistant's MQTT discovery schemas (abbreviations not used) that this module may emit.
@@ -31,11 +31,9 @@ DEVICE_CLASSES = {"binary_sensor": {"occupancy", "safety"}, "sensor": {"distance
 
 def messages() -> list[tuple[str, dict[str, object]]]:
     raw = discovery_messages(
-        discovery_prefix="homeassistant",
+        topics=Topics("edge-depth", "homeassistant"),
         node_id="edge-depth",
-        topic_prefix="edge-depth",
         cameras=[("kitchen", ("door", "stove")), ("hall", ())],
-        availability_topic="edge-depth/available",
         version="0.1.0",
         nearest_units={"kitchen": "m", "hall": "baseline"},
     )
@@ -91,7 +89,7 @@ def test_entities_point_at_the_topics_the_daemon_publishes() -> None:
     fall = by_topic["homeassistant/binary_sensor/edge-depth/kitchen_fall/config"]
     assert fall["state_topic"] == topics.zone_state("kitchen", "fall") and fall["device_class"] == "safety"
     metric = by_topic["homeassistant/sensor/edge-depth/kitchen_nearest/config"]
-    assert metric["state_topic"] == nearest_topic("edge-depth", "kitchen") == "edge-depth/kitchen/nearest"
+    assert metric["state_topic"] == Topics("edge-depth").nearest("kitchen") == "edge-depth/kitchen/nearest"
     assert (metric["unit_of_measurement"], metric["device_class"]) == ("m", "distance")
     unitless = by_topic["homeassistant/sensor/edge-depth/hall_nearest/config"]
     assert "unit_of_measurement" not in unitless and "device_class" not in unitless

@@ -146,7 +146,7 @@ def test_retained_state_and_subscriptions_come_back_after_a_broker_restart(
         commands.append(payload)
         got_command.set()
 
-    publisher.subscribe(TOPICS.command("porch", "baseline/reset"), on_reset)
+    publisher.subscribe(TOPICS.baseline_reset("porch"), on_reset)
     assert publisher.connected.wait(DEADLINE_S)
     assert_retained(mqtt_broker, TOPICS.status("porch"), status)
 
@@ -159,9 +159,7 @@ def test_retained_state_and_subscriptions_come_back_after_a_broker_restart(
     assert publisher.stats().connects == 2
     assert_retained(mqtt_broker, TOPICS.status("porch"), status)
     assert_retained(mqtt_broker, TOPICS.available, b"online")
-    paho_publish.single(
-        TOPICS.command("porch", "baseline/reset"), b"now", qos=1, hostname=mqtt_broker.host, port=mqtt_broker.port
-    )
+    paho_publish.single(TOPICS.baseline_reset("porch"), b"now", qos=1, hostname=mqtt_broker.host, port=mqtt_broker.port)
     assert got_command.wait(DEADLINE_S), "the subscription was not renewed after the restart"
     assert commands == [b"now"]
     broker = f"{mqtt_broker.host}:{mqtt_broker.port}"

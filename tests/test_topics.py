@@ -17,7 +17,7 @@ def test_daemon_and_camera_topics_live_under_the_prefix() -> None:
     assert t.alert_snapshot("porch") == "site/edge-depth/porch/alert/snapshot"
     assert t.alert_ack("porch") == "site/edge-depth/porch/alert/ack"
     assert t.zone_state("porch", "door") == "site/edge-depth/porch/door/state"
-    assert t.command("porch", "baseline/reset") == "site/edge-depth/porch/baseline/reset"
+    assert t.baseline_reset("porch") == "site/edge-depth/porch/baseline/reset"
 
 
 def test_cameras_do_not_share_topics() -> None:
@@ -30,3 +30,10 @@ def test_topics_are_immutable() -> None:
     t = Topics("edge-depth")
     with pytest.raises(dataclasses.FrozenInstanceError):
         t.prefix = "other"  # type: ignore[misc]
+
+
+def test_home_assistant_topics_live_under_the_discovery_prefix() -> None:
+    t = Topics("edge-depth", "ha")
+    assert t.nearest("porch") == "edge-depth/porch/nearest"
+    assert t.homeassistant_status == "ha/status"
+    assert t.discovery("sensor", "node", "porch_nearest") == "ha/sensor/node/porch_nearest/config"

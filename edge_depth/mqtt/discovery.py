@@ -24,27 +24,18 @@ from collections.abc import Mapping, Sequence
 from edge_depth.config.alerts import FALL_ZONE
 from edge_depth.mqtt.topics import Topics
 
-NEAREST_LEAF = "nearest"
-
-
-def nearest_topic(topic_prefix: str, camera: str) -> str:
-    """``<prefix>/<camera>/nearest``: the nearest-distance sensor's state (JSON from :func:`nearest_payload`)."""
-    return Topics(topic_prefix).for_camera(camera, NEAREST_LEAF)
-
 
 def nearest_payload(nearest: float | None, unit: str, calibrated: bool) -> str:
-    """The JSON published on :func:`nearest_topic` for one frame (``AlertOutput.nearest`` etc.)."""
+    """The JSON published on ``Topics.nearest`` for one frame (``AlertOutput.nearest`` etc.)."""
     value = None if nearest is None else round(nearest, 3)
     return json.dumps({"value": value, "unit": unit, "calibrated": calibrated})
 
 
 def discovery_messages(
     *,
-    discovery_prefix: str,
+    topics: Topics,
     node_id: str,
-    topic_prefix: str,
     cameras: Sequence[tuple[str, tuple[str, ...]]],
-    availability_topic: str,
     version: str,
     nearest_units: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
@@ -53,7 +44,6 @@ def discovery_messages(
     ``cameras``: (camera name, its zone names). ``nearest_units``: camera -> unit of its nearest distance
     (``m`` makes a metric distance sensor); cameras not in it get a unitless sensor.
     """
-    topics = Topics(topic_prefix)
     units = nearest_units or {}
     messages: list[tuple[str, str]] = []
     for camera, zones in cameras:
@@ -65,7 +55,7 @@ def discovery_messages(
             "sw_version": version,
         }
         common = {
-            "availability_topic": availability_topic,
+            "availability_topic": topics.available,
             "payload_available": "online",
             "payload_not_available": "offline",
             "device": device,
@@ -82,12 +72,12 @@ def discovery_messages(
                 for zone in zones
             ),
             ("binary_sensor", FALL_ZONE, _binary("Fall", topics.zone_state(camera, FALL_ZONE), "safety")),
-            ("sensor", "nearest", _nearest(nearest_topic(topic_prefix, camera), units.get(camera))),
+            ("sensor", "nearest", _nearest(topics.nearest(camera), units.get(camera))),
         ]
         for component, object_id, config in entities:
             full_id = f"{camera}_{object_id}"
             payload = {**config, "unique_id": f"{node_id}_{full_id}", **common}
-            topic = f"{discovery_prefix}/{component}/{node_id}/{full_id}/config"
+            topic = topics.discovery(component, node_id, full_id)
             messages.append((topic, json.dumps(payload, sort_keys=True)))
     return messages
 

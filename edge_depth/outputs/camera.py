@@ -18,7 +18,7 @@ from edge_depth.alerts.health import DepthHealth
 from edge_depth.alerts.zones import draw_zones
 from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import DepthFrame
-from edge_depth.mqtt.discovery import nearest_payload, nearest_topic
+from edge_depth.mqtt.discovery import nearest_payload
 from edge_depth.mqtt.topics import Topics
 from edge_depth.outputs.heatmap import HeatmapRenderer, encode_jpeg
 from edge_depth.outputs.meters import LatencyWindow, Publisher, RateMeter
@@ -53,7 +53,7 @@ class CameraOutput:
         self._heatmap_period = 1.0 / cfg.heatmap.rate_hz if cfg.heatmap.rate_hz > 0 else None
         self._next_heatmap = 0.0
         self._next_nearest = 0.0
-        self._nearest_topic = nearest_topic(topics.prefix, cfg.name)
+        self._nearest_topic = topics.nearest(cfg.name)
         self.health: DepthHealth | None = None
         self.frames = 0
         self.heatmaps = 0
