@@ -1,7 +1,9 @@
 """The values that pass between pipeline stages.
 
 capture -> ``Frame`` -> inference -> ``DepthFrame`` -> heatmap / alerts -> publish.
-All are frozen: a stage never mutates what another stage may still hold.
+All are frozen, and so are their arrays (``flags.writeable`` is cleared on construction): a stage never
+mutates what another stage may still hold, and an attempt raises at once instead of corrupting a heatmap or
+a baseline in another thread.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class Frame:
     image: np.ndarray
     source_size: tuple[int, int]
 
+    def __post_init__(self) -> None:
+        _freeze(self.image)
+
 
 @dataclass(frozen=True, slots=True)
 class DepthFrame:
@@ -48,3 +53,11 @@ class DepthFrame:
     depth: np.ndarray
     infer_ms: float
     source_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        _freeze(self.image, self.depth)
+
+
+def _freeze(*arrays: np.ndarray) -> None:
+    for array in arrays:
+        array.flags.writeable = False

@@ -16,7 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_depth.capture.reader import CameraReader, CaptureState, FrameHub, Source, SourceError, open_source
+from edge_depth.capture.hub import FrameHub
+from edge_depth.capture.reader import CameraReader, CaptureState
+from edge_depth.capture.sources import Source, SourceError, open_source
 from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import Frame
 from tests.support.rtsp import RtspServer
@@ -411,7 +413,7 @@ def test_missing_file_is_an_error_retried_with_backoff(
 ) -> None:
     missing = tmp_path / "missing-clip.mp4"
     cfg = camera("gone", str(missing), reconnect={"initial_s": 0.2, "max_s": 1.0})
-    with caplog.at_level(logging.WARNING, logger="edge_depth.capture.reader"):
+    with caplog.at_level(logging.WARNING, logger="edge_depth.capture"):
         reader, states = start_reader(readers, cfg, FrameHub())
         error = states.wait_for("error", timeout=10)
         assert error.last_error == f"video file not found: {missing}"

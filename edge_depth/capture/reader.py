@@ -7,221 +7,41 @@ A ``CameraReader`` runs two kinds of thread:
 - one I/O thread per session, ``capture-<name>-io<k>`` (daemon): opens the source, reads, resizes with
   ``prepare`` and deposits the frame in the ``FrameHub``.
 
-``VideoCapture.read()`` can block far longer than its timeout on a dead stream (opencv #22677, #24393),
+``VideoCapture.read()`` can block far longer than its timeout on a dead stream (a known OpenCV behaviour),
 and releasing a capture from another thread while it reads is unsafe. So the supervisor never touches
 a capture: when no frame came for ``stall_timeout_s`` it marks the session abandoned and starts a new
 one. The abandoned I/O thread releases its capture and exits as soon as its read returns; it is a
 daemon thread so that a read that never returns cannot hold up the process's exit.
 
-This module never imports OpenVINO: it hands ``Frame``s over and knows nothing of the model.
+Sources and their openers are in ``sources``, the hub in ``hub``. Capture never imports OpenVINO: it hands
+``Frame``s over and knows nothing of the model.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import cv2
 import numpy as np
 
+from edge_depth.capture.hub import FrameHub
+from edge_depth.capture.sources import Source, SourceError, one_line, open_source
 from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import Frame
-from edge_depth.redact import redact_url
 
 log = logging.getLogger(__name__)
 
 StateName = Literal["starting", "online", "reconnecting", "error", "ended", "stopped"]
-SourceKind = Literal["device", "stream", "file"]
 
 DEFAULT_FILE_FPS = 25.0
 _OPEN_GRACE_S = 2.0  # an open may overrun its own timeout by this much before the watchdog gives up on it
 _FPS_WINDOW_S = 1.0
 _RELEASE_WAIT_S = 1.0  # at shutdown, how long the supervisor waits for the I/O thread to release its capture
-_FFMPEG_OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-
-
-class SourceError(Exception):
-    """A source that cannot be opened; the message is one line and already redacted."""
-
-
-def one_line(text: str) -> str:
-    """``text`` redacted and folded to a single line (OpenCV errors span several)."""
-    return re.sub(r"\s+", " ", redact_url(text)).strip()
-
-
-# ---------------------------------------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """What a camera's ``source`` setting names: a V4L2 device, a network stream or a video file."""
-
-    kind: SourceKind
-    target: str | int  # device index or path, URL, or file path, as OpenCV takes it
-    display: str  # redacted, for logs and status
-
-    @staticmethod
-    def parse(source: str | int) -> Source:
-        if isinstance(source, int) or source.strip().isdigit():
-            index = int(source)
-            return Source("device", index, f"/dev/video{index}")
-        if "://" in source:
-            return Source("stream", source, redact_url(source))
-        if source.startswith("/dev/"):
-            return Source("device", source, source)
-        return Source("file", source, redact_url(source))
-
-
-class _FfmpegOptions:
-    """Serialises OPENCV_FFMPEG_CAPTURE_OPTIONS, which OpenCV's FFmpeg backend reads when a capture opens.
-
-    The variable is process-wide, so cameras that want different RTSP transports must not open at the
-    same time. Opens that want the value currently set run concurrently (the usual case: every camera
-    on TCP); one that wants another value waits until no open is in flight.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._value: str | None = None
-        self._in_flight = 0
-
-    @contextmanager
-    def use(self, value: str) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._in_flight == 0 or self._value == value)
-            if self._value != value:
-                os.environ[_FFMPEG_OPTIONS_VAR] = value
-                self._value = value
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
-
-
-_ffmpeg_options = _FfmpegOptions()
-
-
-def open_source(cfg: CameraConfig) -> cv2.VideoCapture:
-    """An opened ``cv2.VideoCapture`` for ``cfg.source``, or ``SourceError`` with a one-line redacted reason.
-
-    Streams and files go through FFmpeg with ``cfg.open_timeout_s`` / ``cfg.read_timeout_s``; RTSP uses
-    ``cfg.rtsp_transport`` (TCP by default). Devices go through V4L2 on Linux, whose backend rejects
-    those timeout parameters: the reader's stall watchdog covers a device that stops sending.
-    """
-    source = Source.parse(cfg.source)
-    if source.kind == "file" and not Path(str(source.target)).is_file():
-        raise SourceError(f"video file not found: {source.display}")
-    if source.kind == "device":
-        path = source.display if isinstance(source.target, int) else str(source.target)
-        if sys.platform.startswith("linux") and not Path(path).exists():
-            raise SourceError(f"video device not found: {path}")
-        api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-        cap = cv2.VideoCapture(source.target, api)
-    else:
-        timeouts = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-            round(cfg.open_timeout_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-            round(cfg.read_timeout_s * 1000),
-        ]
-        if source.kind == "stream":
-            with _ffmpeg_options.use(f"rtsp_transport;{cfg.rtsp_transport}"):
-                cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, timeouts)
-        else:
-            cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, timeouts)
-    if not cap.isOpened():
-        cap.release()
-        raise SourceError(f"cannot open {source.kind} {source.display}")
-    return cap
-
-
-# -------------------------------------------------------------------------------------------------- hub
-
-
-class FrameHub:
-    """Where readers deposit frames and inference takes them: one slot per camera holding the newest
-    frame not yet taken.
-
-    ``put(block=False)`` replaces an untaken frame and counts it as dropped (live sources: inference
-    always sees the newest view); ``put(block=True)`` waits for the slot to be free (files played as
-    fast as inference goes, so that none is lost). ``take`` serves cameras round-robin so that one fast
-    camera cannot starve the others.
-    """
-
-    _STOP_CHECK_S = 0.1  # a blocked put re-checks its stop event this often (the event cannot notify us)
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._slots: dict[str, Frame | None] = {}
-        self._order: list[str] = []
-        self._next = 0
-        self._dropped: dict[str, int] = {}
-
-    def _register(self, camera: str) -> None:
-        if camera not in self._slots:
-            self._slots[camera] = None
-            self._order.append(camera)
-            self._dropped[camera] = 0
-
-    def put(self, frame: Frame, *, block: bool, stop: threading.Event) -> bool:
-        """Deposit ``frame`` in its camera's slot; True once it is there, False if ``stop`` was set first."""
-        with self._cond:
-            self._register(frame.camera)
-            if block:
-                while self._slots[frame.camera] is not None:
-                    if stop.is_set():
-                        return False
-                    self._cond.wait(self._STOP_CHECK_S)
-            elif self._slots[frame.camera] is not None:
-                self._dropped[frame.camera] += 1
-            self._slots[frame.camera] = frame
-            self._cond.notify_all()
-            return True
-
-    def take(self, timeout: float) -> Frame | None:
-        """The next untaken frame, choosing cameras round-robin; None after ``timeout`` seconds without one."""
-        with self._cond:
-            frame = self._pop_next()
-            if frame is None and self._cond.wait_for(self._any_ready, timeout):
-                frame = self._pop_next()
-            if frame is not None:
-                self._cond.notify_all()  # a blocked put may go on
-            return frame
-
-    def _any_ready(self) -> bool:
-        return any(f is not None for f in self._slots.values())
-
-    def _pop_next(self) -> Frame | None:
-        count = len(self._order)
-        for i in range(count):
-            index = (self._next + i) % count
-            camera = self._order[index]
-            frame = self._slots[camera]
-            if frame is not None:
-                self._slots[camera] = None
-                self._next = index + 1
-                return frame
-        return None
-
-    def dropped(self, camera: str) -> int:
-        """Frames of ``camera`` replaced in the hub before inference took them."""
-        with self._cond:
-            return self._dropped.get(camera, 0)
-
-
-# ---------------------------------------------------------------------------------------------- readers
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,9 +166,6 @@ class CameraReader:
         """Wait for the reader to finish (after ``stop`` was set, or a file ended); True if it did."""
         self._thread.join(timeout)
         return not self._thread.is_alive()
-
-    def is_alive(self) -> bool:
-        return self._thread.is_alive()
 
     def state(self) -> CaptureState:
         """The current state with up-to-date counters and fps."""

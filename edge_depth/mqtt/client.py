@@ -3,8 +3,8 @@
 The only module of edge_depth that imports paho. It survives broker restarts by itself (paho's reconnect with
 capped exponential backoff), re-publishes retained state and subscriptions on every connect, and never grows
 memory while the broker is away: QoS 0 messages (heatmaps, stats) are dropped, QoS 1 messages (alerts) wait in a
-bounded outbox that drops its oldest entry when full (paho's own ``max_queued_messages`` would drop the newest,
-paho #856).
+bounded outbox that drops its oldest entry when full (paho's own ``max_queued_messages`` drops the newest, which
+would lose the alert that matters most: the latest).
 """
 
 from __future__ import annotations
