@@ -39,7 +39,7 @@ def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from edge_depth.config.schema import ConfigError, load_config
+    from edge_depth.config import ConfigError, load_config
     from edge_depth.model.engine import ModelError
     from edge_depth.service import Service, StartupError
 
@@ -64,7 +64,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from edge_depth.config.schema import check_config, schema_reference
+    from edge_depth.config import check_config, schema_reference
 
     if args.schema:
         print(schema_reference())

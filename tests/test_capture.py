@@ -19,7 +19,7 @@ import pytest
 from edge_depth.capture.hub import FrameHub
 from edge_depth.capture.reader import CameraReader, CaptureState
 from edge_depth.capture.sources import Source, SourceError, open_source
-from edge_depth.config.schema import CameraConfig
+from edge_depth.config import CameraConfig
 from edge_depth.frames import Frame
 from tests.support.rtsp import RtspServer
 

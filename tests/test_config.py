@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_depth.config.schema import (
+from edge_depth.config import (
     CameraConfig,
     Config,
     ConfigError,
@@ -112,7 +112,7 @@ def test_the_examples_commented_settings_are_valid_when_uncommented(
 
     assert [(c.name, c.source_kind(), c.enabled) for c in config.cameras] == [
         ("sample", "file", True),
-        ("front", "url", True),
+        ("front", "stream", True),
         ("desk", "device", False),
     ]
     assert config.cameras[1].source == f"rtsp://admin:{SECRET}@192.168.1.20:554/stream1"
@@ -476,14 +476,29 @@ def test_resolve_paths_is_generic_and_leaves_absolute_paths_devices_and_urls(tmp
         (0, "device"),
         ("1", "device"),
         ("/dev/video0", "device"),
-        ("rtsp://a:b@c/d", "url"),
-        ("http://c/x", "url"),
+        ("rtsp://a:b@c/d", "stream"),
+        ("http://c/x", "stream"),
         ("clip.mp4", "file"),
         ("/srv/clips/a.mkv", "file"),
+        ("day.npz", "recording"),
+        ("/srv/recordings/DAY.NPZ", "recording"),
     ],
 )
 def test_source_kind(source: str | int, kind: str) -> None:
     assert CameraConfig(name="c", source=source).source_kind() == kind
+
+
+def test_recordings_are_resolved_and_checked_like_video_files(tmp_path: Path) -> None:
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "day.npz").write_bytes(b"\0")
+    cameras = "cameras:\n  - name: day\n    source: rec/day.npz\n  - name: night\n    source: rec/night.npz\n"
+    path = write(tmp_path, ir_dir(tmp_path) + cameras)
+
+    assert errors_of(path) == [
+        f"{path}:7: cameras[1].source: file not found: rec/night.npz (resolved to {tmp_path / 'rec' / 'night.npz'})"
+    ]
+    config = Config.model_validate({"cameras": [{"name": "day", "source": "rec/day.npz"}]})
+    assert resolve_paths(config, tmp_path).cameras[0].source == str(tmp_path / "rec" / "day.npz")
 
 
 def test_schema_reference_lists_every_field_with_type_default_and_bounds() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import paho.mqtt.publish as paho_publish
 import pytest
 
-from edge_depth.config.schema import MqttConfig
+from edge_depth.config import MqttConfig
 from edge_depth.mqtt.client import MqttPublisher
 from edge_depth.mqtt.topics import Topics
 from tests.support.broker import BrokerFactory, Mosquitto, MqttRecorder, TlsFiles
@@ -103,7 +103,7 @@ def test_online_is_retained_after_connect_and_offline_after_a_clean_stop(
 
 _DAEMON = """
 import sys, threading
-from edge_depth.config.schema import MqttConfig
+from edge_depth.config import MqttConfig
 from edge_depth.mqtt.client import MqttPublisher
 from edge_depth.mqtt.topics import Topics
 cfg = MqttConfig.model_validate_json(sys.argv[1])

@@ -1,0 +1,60 @@
+"""Loading the configuration file: read the YAML, substitute ``${...}``, validate against the schema,
+resolve relative paths and check the files it names; every problem becomes a ConfigError line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from edge_depth.config.document import Document, read_document
+from edge_depth.config.errors import ConfigError, validation_errors
+from edge_depth.config.paths import missing_files, resolve_paths
+from edge_depth.config.schema import Config
+from edge_depth.config.substitution import substitute
+
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read, substitute, validate and check the YAML file at `path`; raise ConfigError with every problem.
+
+    `env` (default os.environ) provides ${NAME} values and CREDENTIALS_DIRECTORY for ${credential:NAME}.
+    Relative paths of the result are already resolved against the file's directory (see resolve_paths),
+    and every file the daemon will open (IR, TLS files, file and recording cameras that are enabled) exists.
+    """
+    config, _ = _load(path, os.environ if env is None else env)
+    return config
+
+
+def check_config(path: Path) -> tuple[int, str]:
+    """`edge-depth check-config FILE`: (0, a one-line summary) or (2, the error lines)."""
+    try:
+        config, doc = _load(path, os.environ)
+    except ConfigError as error:
+        return 2, str(error)
+    return 0, _summary(config, doc)
+
+
+def _load(path: Path, env: Mapping[str, str]) -> tuple[Config, Document]:
+    doc = substitute(read_document(path), env)
+    try:
+        config = Config.model_validate(doc.data)
+    except ValidationError as error:
+        raise ConfigError(validation_errors(doc, error)) from None
+    config = resolve_paths(config, Path(os.path.abspath(path)).parent)
+    problems = missing_files(config, doc)
+    if problems:
+        raise ConfigError(problems)
+    return config, doc
+
+
+def _summary(config: Config, doc: Document) -> str:
+    cameras = [f"{c.name}" if c.enabled else f"{c.name} [disabled]" for c in config.cameras]
+    count = f"{len(cameras)} camera{'s' if len(cameras) != 1 else ''}"
+    model = doc.value(("model", "path")) or config.model.path
+    tls = " with TLS" if config.mqtt.tls else ""
+    return (
+        f"{doc.path}: ok: {count} ({', '.join(cameras)}), model {model} on {config.model.device}, "
+        f"broker {config.mqtt.host}:{config.mqtt.port}{tls}"
+    )
