@@ -10,16 +10,28 @@ TORCH_INDEX ?=
 MODELS ?= models
 CONFIG ?= config/edge-depth.yaml
 PYTEST_ARGS ?=
+# `make model`: the official weights are downloaded unless WEIGHTS= (a local .pt) or ONNX= (model-small.onnx) is
+# given; IRs that exist are kept unless FORCE=1.
+WEIGHTS ?=
+ONNX ?=
+PRECISIONS ?= fp32,int8
+FORCE ?=
+# `make install-service`: where the service goes (see systemd/install.sh).
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: help install model run test lint bench clean
+.PHONY: help install model run test lint bench clean install-service
 
 help:
 	@echo "make install   virtual environment in $(VENV) with runtime, conversion (torch CPU, NNCF) and dev tools"
-	@echo "make model     download the official MiDaS v2.1 small weights and convert them to $(MODELS)/ (FP32, INT8)"
+	@echo "make model     download the official MiDaS v2.1 small weights and convert them to $(MODELS)/ (FP32, INT8);"
+	@echo "               WEIGHTS=file.pt or ONNX=model-small.onnx to convert local weights, FORCE=1 to redo"
 	@echo "make run       install, convert the model if missing, run the daemon with $(CONFIG) (broker: localhost:1883)"
 	@echo "make test      the test suite (needs mosquitto, ffmpeg and GStreamer's RTSP server: see .ci/run)"
 	@echo "make lint      ruff and mypy"
 	@echo "make bench     benchmark command (edge-depth bench)"
+	@echo "make install-service   (as root) runtime-only install under $(PREFIX)/lib/edge-depth, config in"
+	@echo "               /etc/edge-depth, systemd unit enabled and started; DESTDIR=dir stages it instead"
 
 install: $(VENV)/.installed
 
@@ -31,7 +43,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 model: install
-	$(BIN)/edge-depth convert --out $(MODELS) --precision fp32,int8
+	@if [ -f $(MODELS)/midas_small_int8.xml ] && [ -z "$(FORCE)" ]; then \
+	  echo "$(MODELS)/midas_small_int8.xml exists; FORCE=1 converts again"; \
+	else \
+	  $(BIN)/edge-depth convert --out $(MODELS) --precision $(PRECISIONS) \
+	    $(if $(WEIGHTS),--weights '$(WEIGHTS)') $(if $(ONNX),--onnx '$(ONNX)'); \
+	fi
 
 # The daemon's main job in one command: environment, model (converted once), then the daemon.
 run: install $(MODELS)/midas_small_int8.xml
@@ -47,6 +64,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+install-service: $(MODELS)/midas_small_int8.xml
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' MODELS='$(MODELS)' bash systemd/install.sh
 
 bench: install
 	$(BIN)/edge-depth bench --models $(MODELS)

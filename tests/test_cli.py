@@ -94,7 +94,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     unit = (REPO / "systemd" / "edge-depth.service").read_text()
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "ExecStartPre=" in unit
     local = unit.replace(
-        "/usr/local/lib/edge-depth/.venv/bin/edge-depth", str(Path(sys.executable).parent / "edge-depth")
+        "/usr/local/lib/edge-depth/venv/bin/edge-depth", str(Path(sys.executable).parent / "edge-depth")
     )
     (tmp_path / "edge-depth.service").write_text(local)
     verify = subprocess.run(
