@@ -9,8 +9,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge_depth.config import Config
+
+_BROKER_HELP = """\
+The broker of the config file can be overridden without editing it: --mqtt-host/--mqtt-port, or the
+environment variables EDGE_DEPTH_MQTT_HOST and EDGE_DEPTH_MQTT_PORT (the options win)."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -38,13 +47,32 @@ def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level)
 
 
+def _with_broker(cfg: Config, args: argparse.Namespace) -> Config:
+    """``cfg`` with the broker given on the command line or in the environment, validated like the file."""
+    from pydantic import ValidationError
+
+    from edge_depth.config import ConfigError, MqttConfig
+
+    update = {k: v for k, v in (("host", args.mqtt_host), ("port", args.mqtt_port)) if v not in (None, "")}
+    if not update:
+        return cfg
+    try:
+        mqtt = MqttConfig.model_validate(cfg.mqtt.model_dump() | update)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError([f"--mqtt-{key} (or EDGE_DEPTH_MQTT_{key.upper()}): {first['msg']}"]) from None
+    return cfg.model_copy(update={"mqtt": mqtt})
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge_depth.config import ConfigError, load_config
     from edge_depth.model.engine import ModelError
+    from edge_depth.model.preflight import model_problems
     from edge_depth.service import Service, StartupError
 
     try:
-        cfg = load_config(args.config)
+        cfg = _with_broker(load_config(args.config, checks=[model_problems]), args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -72,7 +100,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     if args.config is None:
         print("error: give a config file (or --schema)", file=sys.stderr)
         return 2
-    code, text = check_config(args.config)
+    from edge_depth.model.preflight import model_problems
+
+    code, text = check_config(args.config, checks=[model_problems])
     print(text, file=sys.stdout if code == 0 else sys.stderr)
     return code
 
@@ -107,8 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-depth", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the daemon")
+    run = sub.add_parser(
+        "run", help="run the daemon", epilog=_BROKER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     run.add_argument("-c", "--config", type=Path, default=Path("/etc/edge-depth/edge-depth.yaml"))
+    run.add_argument("--mqtt-host", default=os.environ.get("EDGE_DEPTH_MQTT_HOST"), help="broker host name or address")
+    run.add_argument("--mqtt-port", default=os.environ.get("EDGE_DEPTH_MQTT_PORT"), help="broker port")
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file: exit 0 and a summary, or 2 and errors")

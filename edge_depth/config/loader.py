@@ -4,7 +4,7 @@ resolve relative paths and check the files it names; every problem becomes a Con
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -15,28 +15,33 @@ from edge_depth.config.paths import missing_files, resolve_paths
 from edge_depth.config.schema import Config
 from edge_depth.config.substitution import substitute
 
+Loc = tuple[str | int, ...]
+# A check that needs more than the schema (OpenVINO's devices, a writable cache): (key, problem) pairs.
+Check = Callable[[Config], list[tuple[Loc, str]]]
 
-def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+
+def load_config(path: Path, *, env: Mapping[str, str] | None = None, checks: Sequence[Check] = ()) -> Config:
     """Read, substitute, validate and check the YAML file at `path`; raise ConfigError with every problem.
 
     `env` (default os.environ) provides ${NAME} values and CREDENTIALS_DIRECTORY for ${credential:NAME}.
     Relative paths of the result are already resolved against the file's directory (see resolve_paths),
     and every file the daemon will open (IR, TLS files, file and recording cameras that are enabled) exists.
+    `checks` run last, on a config that passed everything else; their problems are reported at their keys.
     """
-    config, _ = _load(path, os.environ if env is None else env)
+    config, _ = _load(path, os.environ if env is None else env, checks)
     return config
 
 
-def check_config(path: Path) -> tuple[int, str]:
+def check_config(path: Path, *, checks: Sequence[Check] = ()) -> tuple[int, str]:
     """`edge-depth check-config FILE`: (0, a one-line summary) or (2, the error lines)."""
     try:
-        config, doc = _load(path, os.environ)
+        config, doc = _load(path, os.environ, checks)
     except ConfigError as error:
         return 2, str(error)
     return 0, _summary(config, doc)
 
 
-def _load(path: Path, env: Mapping[str, str]) -> tuple[Config, Document]:
+def _load(path: Path, env: Mapping[str, str], checks: Sequence[Check] = ()) -> tuple[Config, Document]:
     doc = substitute(read_document(path), env)
     try:
         config = Config.model_validate(doc.data)
@@ -44,6 +49,8 @@ def _load(path: Path, env: Mapping[str, str]) -> tuple[Config, Document]:
         raise ConfigError(validation_errors(doc, error)) from None
     config = resolve_paths(config, Path(os.path.abspath(path)).parent)
     problems = missing_files(config, doc)
+    for check in checks if not problems else ():
+        problems += [doc.error(loc, message) for loc, message in check(config)]
     if problems:
         raise ConfigError(problems)
     return config, doc
