@@ -19,6 +19,7 @@ FORCE ?=
 # `make install-service`: where the service goes (see systemd/install.sh).
 PREFIX ?= /usr/local
 DESTDIR ?=
+ACCELERATORS ?=
 
 .PHONY: help install model run test lint bench clean install-service
 
@@ -66,7 +67,7 @@ lint: install
 	$(BIN)/mypy
 
 install-service: $(MODELS)/midas_small_int8.xml
-	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' MODELS='$(MODELS)' bash systemd/install.sh
+	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' MODELS='$(MODELS)' ACCELERATORS='$(ACCELERATORS)' bash systemd/install.sh
 
 bench: install
 	$(BIN)/edge-depth bench --models $(MODELS)

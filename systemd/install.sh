@@ -5,7 +5,8 @@
 #
 # Variables (make passes them through): PREFIX (default /usr/local), DESTDIR (a staging root: nothing is
 # enabled or started when set), SYSCONFDIR (default /etc), UNITDIR (default /etc/systemd/system), MODELS
-# (the IR directory, default models), PYTHON (default python3).
+# (the IR directory, default models), PYTHON (default python3), ACCELERATORS=1 (also install the drop-in that
+# opens Intel GPU and NPU devices to the service: for model.device GPU, NPU or AUTO).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +16,7 @@ SYSCONFDIR=${SYSCONFDIR:-/etc}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
 MODELS=${MODELS:-models}
 PYTHON=${PYTHON:-python3}
+ACCELERATORS=${ACCELERATORS:-}
 
 lib=$PREFIX/lib/edge-depth       # where the service finds everything once installed
 etc=$SYSCONFDIR/edge-depth
@@ -62,6 +64,13 @@ install -d -m 755 "$DESTDIR$UNITDIR"
 sed -e "s|/usr/local/lib/edge-depth/\.venv|$lib/venv|g" -e "s|/usr/local/lib/edge-depth|$lib|g" \
     -e "s|/etc/edge-depth|$etc|g" "$here/systemd/edge-depth.service" > "$DESTDIR$UNITDIR/edge-depth.service"
 chmod 644 "$DESTDIR$UNITDIR/edge-depth.service"
+dropin=$DESTDIR$UNITDIR/edge-depth.service.d/accelerators.conf
+if [ -n "$ACCELERATORS" ]; then
+  say "GPU and NPU devices allowed by $dropin"
+  install -D -m 644 "$here/systemd/accelerators.conf" "$dropin"
+elif [ -f "$dropin" ]; then
+  say "kept $dropin (from an earlier ACCELERATORS=1)"
+fi
 
 if [ -n "$DESTDIR" ]; then
   say "staged under $DESTDIR (not enabled)"

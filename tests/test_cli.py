@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -117,3 +118,35 @@ def test_convert_is_reachable_through_edge_depth_with_its_own_options(tmp_path: 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and str(missing) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _exposure(analyze: str, unit: Path) -> float:
+    security = subprocess.run(
+        [analyze, "security", "--offline=yes", str(unit)], capture_output=True, text=True, check=False
+    )
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout + security.stderr)
+    assert found, security.stdout[-2000:]
+    return float(found.group(1))
+
+
+def test_accelerator_drop_in_opens_gpu_and_npu_and_keeps_exposure_low(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is needed (Debian package systemd)"
+    unit = (
+        (REPO / "systemd" / "edge-depth.service")
+        .read_text()
+        .replace("/usr/local/lib/edge-depth/venv/bin/edge-depth", str(Path(sys.executable).parent / "edge-depth"))
+    )
+    drop_in = (REPO / "systemd" / "accelerators.conf").read_text()
+    assert "DeviceAllow=char-drm rw" in drop_in and "DeviceAllow=char-accel rw" in drop_in
+    assert "SupplementaryGroups=render" in drop_in
+    # systemd merges a drop-in's [Service] lines into the unit's: the same as appending them there.
+    merged = unit.replace("[Install]", drop_in.split("[Service]\n", 1)[1] + "\n[Install]")
+    plain, accelerated = tmp_path / "plain" / "edge-depth.service", tmp_path / "gpu" / "edge-depth.service"
+    for path, text in ((plain, unit), (accelerated, merged)):
+        path.parent.mkdir()
+        path.write_text(text)
+        verify = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, check=False)
+        assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+    assert _exposure(analyze, plain) <= 2.0
+    assert _exposure(analyze, accelerated) <= 2.0
