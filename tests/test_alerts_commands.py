@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from edge_depth.alerts.camera import parse_ack, parse_baseline_reset
+from edge_depth.alerts.commands import parse_ack, parse_baseline_reset
 
 
 def test_a_valid_ack_gives_the_event_id() -> None:

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 
 from edge_depth.config.alerts import HealthConfig
+from edge_depth.depthstats import ROBUST_PERCENTILES, grid
 
-_GRID = 4  # statistics on every 4th pixel: 3072 values at 256x192
 _LEVEL_TIME_CONSTANT_S = 30.0
 _ABSOLUTE_FLAT = 0.01
 
@@ -70,13 +70,14 @@ class HealthMonitor:
 
     def update(self, image: np.ndarray, depth: np.ndarray, t: float) -> DepthHealth:
         """Check one frame. ``image``: (H, W, 3) uint8 BGR; ``depth``: (H, W) float32; ``t``: monotonic s."""
-        grey = cv2.cvtColor(np.ascontiguousarray(image[::_GRID, ::_GRID]), cv2.COLOR_BGR2GRAY)
+        # A contiguous copy of the sampled pixels: OpenCV wants contiguous input, and the frame stays untouched.
+        grey = cv2.cvtColor(np.ascontiguousarray(grid(image)), cv2.COLOR_BGR2GRAY)
         mean, std = cv2.meanStdDev(grey)
         brightness, contrast = float(mean[0, 0]), float(std[0, 0])
-        grid = depth[::_GRID, ::_GRID]
-        finite = np.isfinite(grid)
-        invalid = 1.0 - float(np.count_nonzero(finite)) / grid.size
-        spread, spread_ratio, flat = self._depth_spread(grid if invalid == 0.0 else grid[finite])
+        sample = grid(depth)
+        finite = np.isfinite(sample)
+        invalid = 1.0 - float(np.count_nonzero(finite)) / sample.size
+        spread, spread_ratio, flat = self._depth_spread(sample if invalid == 0.0 else sample[finite])
 
         reason: str | None = None
         if invalid > self._cfg.max_invalid_fraction:
@@ -98,7 +99,7 @@ class HealthMonitor:
         """(spread, spread / running level, flat?) of the finite depth values."""
         if values.size < 16:
             return math.nan, math.nan, True
-        low, high = np.percentile(values, (2.0, 98.0))
+        low, high = np.percentile(values, ROBUST_PERCENTILES)
         spread = float(high - low)
         if self._level is None:
             return spread, math.nan, spread <= _ABSOLUTE_FLAT * max(abs(float(high)), 1e-12)

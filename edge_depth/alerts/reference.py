@@ -36,11 +36,11 @@ from typing import Protocol
 import numpy as np
 
 from edge_depth.config.alerts import BaselineConfig, MetricConfig, ReferenceConfig, ReferencePoint, RelativeConfig
+from edge_depth.depthstats import ROBUST_PERCENTILES, grid, robust_range
 
 log = logging.getLogger(__name__)
 
-_GRID = 4  # frame-wide statistics on every 4th pixel: 3072 values at 256x192
-_MIN_FIT_PIXELS = 32
+_MIN_FIT_PIXELS = 32  # finite values on the subsampled grid a frame needs for its range or its alignment
 _SIGMA_FLOOR = 0.01  # in baseline-range units: noise below 1 % of the range is never an outlier
 _MAD_TO_SIGMA = 1.4826
 _MAX_STEP_S = 1.0  # a gap in the stream counts as at most this much time for adaptation
@@ -73,10 +73,13 @@ class Reference(Protocol):
         """Distances (this reference's unit) of ``scores`` taken at raveled pixel indices ``flat``."""
 
 
-def _grid_values(depth: np.ndarray) -> np.ndarray:
-    grid = depth[::_GRID, ::_GRID]
-    finite = np.isfinite(grid)
-    return grid.ravel() if finite.all() else grid[finite]
+def _range(depth: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float] | None:
+    """(low, high) percentiles of a (H, W) depth map on the subsampled grid; None with fewer than
+    ``_MIN_FIT_PIXELS`` finite values there or without spread."""
+    if np.count_nonzero(np.isfinite(grid(depth))) < _MIN_FIT_PIXELS:
+        return None
+    low, high = robust_range(depth, percentiles)
+    return (low, high) if high > low else None
 
 
 def _ema_alpha(dt: float, time_constant: float) -> float:
@@ -94,12 +97,10 @@ class RelativeReference:
         self._last_t = 0.0
 
     def measure(self, depth: np.ndarray, t: float) -> Measure | None:
-        values = _grid_values(depth)
-        if values.size < _MIN_FIT_PIXELS:
+        spread = _range(depth, (self._cfg.low_percentile, self._cfg.high_percentile))
+        if spread is None:
             return None
-        low, high = np.percentile(values, (self._cfg.low_percentile, self._cfg.high_percentile))
-        if not high > low:
-            return None
+        low, high = spread
         nearness = (depth - np.float32(low)) * np.float32(1.0 / (high - low))
         previous = self._smoothed
         alpha = _ema_alpha(t - self._last_t, self._cfg.smoothing_s)
@@ -237,8 +238,8 @@ class BaselineReference:
 
     def _align(self, depth: np.ndarray, baseline: np.ndarray) -> tuple[float, float] | None:
         """Robust (scale, shift) mapping ``depth`` onto ``baseline`` on background pixels of the grid."""
-        d = depth[::_GRID, ::_GRID].ravel()
-        b = baseline[::_GRID, ::_GRID].ravel()
+        d = grid(depth).ravel()
+        b = grid(baseline).ravel()
         finite = np.isfinite(d)
         previous = self._background_grid
         use = finite & previous if previous is not None and previous.shape == finite.shape else finite
@@ -299,12 +300,10 @@ class BaselineReference:
 
 def _normalise(depth: np.ndarray) -> np.ndarray | None:
     """(H, W) float32 depth mapped so that its p2 -> 0 and p98 -> 1; None without spread."""
-    values = _grid_values(depth)
-    if values.size < _MIN_FIT_PIXELS:
+    spread = _range(depth, ROBUST_PERCENTILES)
+    if spread is None:
         return None
-    low, high = np.percentile(values, (2.0, 98.0))
-    if not high > low:
-        return None
+    low, high = spread
     return ((depth - np.float32(low)) * np.float32(1.0 / (high - low))).astype(np.float32)
 
 
@@ -324,10 +323,9 @@ class MetricReference:
 
     def __init__(self, cfg: MetricConfig) -> None:
         self._cfg = cfg
-        self.last_fit: MetricFit | None = None
 
     def measure(self, depth: np.ndarray, t: float) -> Measure | None:
-        self.last_fit = fit = self.fit(depth)
+        fit = self.fit(depth)
         if fit is None:
             return None
         return Measure(depth * np.float32(fit.a) + np.float32(fit.b), None)
@@ -417,3 +415,16 @@ def make_reference(cfg: ReferenceConfig, baseline_path: Path | None = None) -> R
     if cfg.mode == "metric":
         return MetricReference(cfg.metric)
     return BaselineReference(cfg.baseline, baseline_path)
+
+
+def nearest(reference: Reference, scores: np.ndarray, flat: np.ndarray, fraction: float) -> float | None:
+    """The ``fraction`` (0..1) quantile of the finite distances of ``scores`` (taken at raveled pixel indices
+    ``flat``), in the reference's unit; None when none is finite. A low quantile rather than the minimum: one
+    noisy pixel does not decide it.
+    """
+    distances = reference.distances(scores, flat)
+    distances = distances[np.isfinite(distances)]
+    if distances.size == 0:
+        return None
+    k = int(fraction * (distances.size - 1))
+    return float(np.partition(distances, k)[k])

@@ -2,7 +2,8 @@
 
 Polygons are in normalised image coordinates: (0, 0) is the top-left corner of the image, (1, 1) the
 bottom-right one, so the same zone works at any resolution. Masks are rasterised once per depth shape
-and cached: per frame only index gathers remain.
+and cached: per frame only index gathers remain. Cached arrays are read-only, as every frame and every
+alert kind shares them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-Point = tuple[float, float]
+from edge_depth.depthstats import grid
 
-_GRID = 4  # stride of the subsampled grid used for frame-wide statistics
+Point = tuple[float, float]
 
 ZONE_COLOR = (0, 215, 255)  # BGR amber
 ACTIVE_COLOR = (0, 0, 255)  # BGR red
@@ -67,15 +68,14 @@ class ZonePixels:
 class ZoneMasks:
     """Everything mask-shaped for one depth shape.
 
-    ``zones``: per zone its pixels; ``excluded``: (H, W) bool union of the exclusions;
-    ``watched_grid``: flat indices of the subsampled grid (every 4th pixel) inside the watched area (the
-    union of the zones, or the whole image without zones), exclusions removed; ``grid_allowed``:
-    (ceil(H/4), ceil(W/4)) bool, the subsampled grid outside exclusions.
+    ``zones``: per zone its pixels, in the order the zones were given;
+    ``watched_grid``: (N,) int64 flat indices of the subsampled grid (:func:`edge_depth.depthstats.grid`: every
+    4th pixel) inside the watched area (the union of the zones, or the whole image without zones),
+    exclusions removed; ``grid_allowed``: (ceil(H/4), ceil(W/4)) bool, the subsampled grid outside exclusions.
     """
 
     shape: tuple[int, int]
     zones: tuple[ZonePixels, ...]
-    excluded: np.ndarray
     watched_grid: np.ndarray
     grid_allowed: np.ndarray
 
@@ -100,23 +100,27 @@ def build_masks(
         pixels.append(
             ZonePixels(
                 zone.name,
-                flat,
-                ((xs + 0.5) / width).astype(np.float32),
-                ((ys + 0.5) / height).astype(np.float32),
+                _read_only(flat),
+                _read_only(((xs + 0.5) / width).astype(np.float32)),
+                _read_only(((ys + 0.5) / height).astype(np.float32)),
             )
         )
     if not zones:
         watched[:] = True
     watched &= ~excluded
-    grid = np.zeros(shape, bool)
-    grid[::_GRID, ::_GRID] = True
+    on_grid = np.zeros(shape, bool)
+    grid(on_grid)[...] = True
     return ZoneMasks(
         shape=shape,
         zones=tuple(pixels),
-        excluded=excluded,
-        watched_grid=np.flatnonzero(watched & grid),
-        grid_allowed=~excluded[::_GRID, ::_GRID],
+        watched_grid=_read_only(np.flatnonzero(watched & on_grid)),
+        grid_allowed=_read_only(~grid(excluded)),
     )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
 class MaskCache:
@@ -133,9 +137,6 @@ class MaskCache:
             masks = build_masks(shape, self._zones, self._exclusions)
             self._cache[shape] = masks
         return masks
-
-
-GRID_STRIDE = _GRID
 
 
 def draw_zones(image: np.ndarray, zones: Sequence[ZoneSpec], *, active: Collection[str] = ()) -> np.ndarray:

@@ -4,10 +4,10 @@ Each config is published retained on ``<discovery_prefix>/<component>/<node_id>/
 again whenever Home Assistant announces ``online`` on ``<discovery_prefix>/status``. Per camera:
 
 - ``image`` ``<camera>_heatmap``: the raw JPEG heatmap topic (``image_topic``, ``content_type: image/jpeg``);
-- ``binary_sensor`` ``<camera>_<zone>`` per zone (device class ``occupancy``), state ``ON``/``OFF`` on
-  the zone's state topic;
-- ``binary_sensor`` ``<camera>_fall`` (device class ``safety``: ON = unsafe) on the state topic of zone
-  ``fall``;
+- the entities of the camera's alert kinds (:class:`~edge_depth.alerts.kinds.Entity`), each a
+  ``binary_sensor`` ``<camera>_<object_id>`` with state ``ON``/``OFF`` on its zone's state topic: obstacle
+  zones give ``<camera>_zone_<zone>`` per zone (device class ``occupancy``), falls ``<camera>_fall``
+  (device class ``safety``: ON = unsafe) on the state topic of zone ``fall``;
 - ``sensor`` ``<camera>_nearest`` on ``<prefix>/<camera>/nearest``, whose payload :func:`nearest_payload`
   makes: JSON ``{"value": <float or null>, "unit": "m" | "relative" | "baseline", "calibrated": bool}``.
   The value template renders ``None`` for null, which Home Assistant shows as unknown. With unit ``m``
@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from edge_depth.config.alerts import FALL_ZONE
+from edge_depth.alerts.camera import default_entities
+from edge_depth.alerts.kinds import Entity
 from edge_depth.mqtt.topics import Topics
 
 
@@ -38,13 +39,17 @@ def discovery_messages(
     cameras: Sequence[tuple[str, tuple[str, ...]]],
     version: str,
     nearest_units: Mapping[str, str] | None = None,
+    entities: Mapping[str, Sequence[Entity]] | None = None,
 ) -> list[tuple[str, str]]:
     """(topic, JSON config) of every discovery message, to publish retained.
 
     ``cameras``: (camera name, its zone names). ``nearest_units``: camera -> unit of its nearest distance
-    (``m`` makes a metric distance sensor); cameras not in it get a unitless sensor.
+    (``m`` makes a metric distance sensor); cameras not in it get a unitless sensor. ``entities``: camera ->
+    the entities of its alert kinds (``CameraAlerts.entities``); a camera not in it gets
+    :func:`~edge_depth.alerts.camera.default_entities` of its zone names, which is the same set.
     """
     units = nearest_units or {}
+    announced = entities or {}
     messages: list[tuple[str, str]] = []
     for camera, zones in cameras:
         device = {
@@ -61,20 +66,19 @@ def discovery_messages(
             "device": device,
         }
 
-        entities: list[tuple[str, str, dict[str, object]]] = [
+        configs: list[tuple[str, str, dict[str, object]]] = [
             (
                 "image",
                 "heatmap",
                 {"name": "Heatmap", "image_topic": topics.heatmap(camera), "content_type": "image/jpeg"},
             ),
             *(
-                ("binary_sensor", f"zone_{zone}", _binary(f"Zone {zone}", topics.zone_state(camera, zone), "occupancy"))
-                for zone in zones
+                (entity.component, entity.object_id, _entity(entity, topics.zone_state(camera, entity.state)))
+                for entity in announced.get(camera, default_entities(zones))
             ),
-            ("binary_sensor", FALL_ZONE, _binary("Fall", topics.zone_state(camera, FALL_ZONE), "safety")),
             ("sensor", "nearest", _nearest(topics.nearest(camera), units.get(camera))),
         ]
-        for component, object_id, config in entities:
+        for component, object_id, config in configs:
             full_id = f"{camera}_{object_id}"
             payload = {**config, "unique_id": f"{node_id}_{full_id}", **common}
             topic = topics.discovery(component, node_id, full_id)
@@ -82,14 +86,17 @@ def discovery_messages(
     return messages
 
 
-def _binary(name: str, state_topic: str, device_class: str) -> dict[str, object]:
-    return {
-        "name": name,
+def _entity(entity: Entity, state_topic: str) -> dict[str, object]:
+    """The config of a kind's binary sensor: its zone's retained ``ON``/``OFF``."""
+    config: dict[str, object] = {
+        "name": entity.name,
         "state_topic": state_topic,
         "payload_on": "ON",
         "payload_off": "OFF",
-        "device_class": device_class,
     }
+    if entity.device_class is not None:
+        config["device_class"] = entity.device_class
+    return config
 
 
 def _nearest(state_topic: str, unit: str | None) -> dict[str, object]:

@@ -1,6 +1,7 @@
 """Per-camera output work for each depth result: colour range, heatmaps, alerts and their messages.
 
 Runs on the pipeline's single output worker, in each camera's frame order, so alert state needs no locks.
+The frame's arrays are shared with other stages and only read here: heatmaps and snapshots are new images.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from edge_depth.alerts.camera import AlertOutput, CameraAlerts
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.alerts.events import AlertOutput
 from edge_depth.alerts.health import DepthHealth
 from edge_depth.alerts.zones import draw_zones
 from edge_depth.config.schema import CameraConfig
@@ -89,7 +89,8 @@ class CameraOutput:
         for zone, on in out.zone_states:
             self._publisher.set_retained(self._topics.zone_state(camera, zone), "ON" if on else "OFF")
         if out.snapshot_zones:
-            image = draw_zones(self._render(result), self.alerts.zones, active=out.snapshot_zones)
+            heatmap = self._heatmap.render(result.depth, _source_size(result))
+            image = draw_zones(heatmap, self.alerts.zones, active=out.snapshot_zones)
             jpeg = encode_jpeg(image, self.cfg.heatmap.jpeg_quality)
             self._publisher.publish(self._topics.alert_snapshot(camera), jpeg, qos=0)
 
@@ -101,17 +102,12 @@ class CameraOutput:
         if changed and self._on_health_change is not None:
             self._on_health_change(self.cfg.name)
 
-    def _render(self, result: DepthFrame) -> np.ndarray:
-        """The heatmap of ``result`` as (height, width, 3) uint8 BGR at the configured size."""
-        source_size = result.source_size or (result.image.shape[1], result.image.shape[0])
-        return self._heatmap.render(result.depth, source_size)
-
     def _publish_heatmap(self, result: DepthFrame) -> None:
         # Keep the cadence of the previous slot so the rate holds on average; after a gap, restart from now.
         period = self._heatmap_period or 0.0
         t = result.captured_mono
         self._next_heatmap = self._next_heatmap + period if t - self._next_heatmap < period else t + period
-        jpeg = encode_jpeg(self._render(result), self.cfg.heatmap.jpeg_quality)
+        jpeg = self._heatmap.jpeg(result.depth, _source_size(result))
         self._publisher.publish(self._topics.heatmap(self.cfg.name), jpeg, qos=0)
         self.heatmaps += 1
 
@@ -131,6 +127,11 @@ class CameraOutput:
             "depth": None if health is None else {"reliable": health.reliable, "reason": health.reason},
             "reference": self.alerts.mode,
         }
+
+
+def _source_size(result: DepthFrame) -> tuple[int, int]:
+    """(width, height) of the camera's frame, for the heatmap's aspect ratio; the model's input when unknown."""
+    return result.source_size or (result.image.shape[1], result.image.shape[0])
 
 
 def dumps(payload: dict[str, Any]) -> str:

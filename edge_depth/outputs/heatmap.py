@@ -1,9 +1,11 @@
 """Colour heatmaps of relative inverse depth, with colours that keep their meaning over time.
 
 Every demo normalises each frame by its own min and max, so a wall's colour jumps whenever something
-near enters the view. Here the colour range is a robust range (2nd..98th percentile) followed by a
+near enters the view. Here the colour range is the frame's robust range
+(:func:`edge_depth.depthstats.robust_range`: 2nd..98th percentile on a subsampled grid) followed by a
 first-order low-pass with a time constant, so colours drift only as fast as the scene really changes.
 The colormap is applied at the model's resolution and the result resized once to the published size.
+The depth maps given are only read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import cv2
 import numpy as np
 
 from edge_depth.config.schema import HeatmapConfig
+from edge_depth.depthstats import robust_range
 
 COLORMAPS: dict[str, int] = {
     "inferno": cv2.COLORMAP_INFERNO,
@@ -25,17 +28,6 @@ COLORMAPS: dict[str, int] = {
     "jet": cv2.COLORMAP_JET,
     "bone": cv2.COLORMAP_BONE,
 }
-
-# Percentiles on every 4th pixel in each direction: 1/16 of the work, the same range to a few tenths.
-_SUBSAMPLE = 4
-_LOW_PCT, _HIGH_PCT = 2.0, 98.0
-
-
-def robust_range(depth: np.ndarray) -> tuple[float, float]:
-    """(low, high) = 2nd and 98th percentiles of a (H, W) float32 depth map, on a subsample."""
-    sample = depth[::_SUBSAMPLE, ::_SUBSAMPLE]
-    low, high = np.percentile(sample, (_LOW_PCT, _HIGH_PCT))
-    return float(low), float(high)
 
 
 @dataclass(slots=True)
@@ -63,7 +55,7 @@ class SmoothedRange:
 def colorize(depth: np.ndarray, low: float, high: float, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
     """(H, W) float32 inverse depth -> (H, W, 3) uint8 BGR, ``low`` dark and ``high`` (near) bright."""
     span = max(high - low, 1e-6)
-    scaled = (depth - low) * (255.0 / span)
+    scaled = (depth - low) * (255.0 / span)  # a new array: clipping it in place leaves ``depth`` alone
     grey = np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
     return cv2.applyColorMap(grey, colormap)
 
@@ -100,4 +92,17 @@ class HeatmapRenderer:
         return cv2.resize(colour, size, interpolation=cv2.INTER_LINEAR)
 
     def jpeg(self, depth: np.ndarray, source_size: tuple[int, int]) -> bytes:
+        """:meth:`render` as JPEG bytes at the configured quality."""
         return encode_jpeg(self.render(depth, source_size), self._cfg.jpeg_quality)
+
+
+# robust_range is imported by tools/predict.py from here.
+__all__ = [
+    "COLORMAPS",
+    "HeatmapRenderer",
+    "SmoothedRange",
+    "colorize",
+    "encode_jpeg",
+    "output_size",
+    "robust_range",
+]

@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_depth.alerts.camera import AlertEvent, AlertOutput, CameraAlerts
+from edge_depth.alerts.camera import CameraAlerts
+from edge_depth.alerts.events import AlertEvent, AlertOutput
 from edge_depth.frames import DepthFrame
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -236,7 +237,8 @@ def frames(
     """DepthFrames of ``scene`` with ``timeline``'s boxes, from ``start_s`` for ``duration_s`` at ``fps``.
 
     ``override(t, depth, image)`` may replace the model output and image of a frame (a covered lens).
-    Timestamps: monotonic ``T0_MONO + t``, wall ``T0_WALL + t``; seq counts from 1 at t = 0.
+    Timestamps: monotonic ``T0_MONO + t``, wall ``T0_WALL + t``; seq counts from 1 at t = 0. ``depth`` and
+    ``image`` are read-only, as the daemon's are: a stage that writes into a frame it was given fails here.
     """
     midas = MidasLike(np.random.default_rng(seed))
     first = round(start_s * fps)
@@ -246,6 +248,8 @@ def frames(
         depth = midas(inverse)
         if override is not None:
             depth, image = override(t, depth, image)
+        depth.flags.writeable = False
+        image.flags.writeable = False
         yield DepthFrame(
             camera=camera,
             seq=i + 1,
