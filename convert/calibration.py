@@ -1,11 +1,13 @@
 """Frames for INT8 calibration and for validation: images from a directory, frames from a video file.
 
-Every frame is returned as the daemon feeds the IR: (H, W, 3) uint8 BGR, resized to the model's input size.
+Every frame is returned as the daemon feeds the IR: (h, w, 3) uint8 BGR, resized by the daemon's own
+``Resizer`` for the model's spec (aspect ratio kept, the spec's filter), so frames of sources with
+different aspect ratios have different sizes (MiDaS: 640x480 -> 256x192, 960x540 -> 256x128).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +40,6 @@ class Source:
         return not self.images
 
 
-def resize_for_model(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(h, w, 3) uint8 BGR -> (H, W, 3) uint8 BGR at ``size`` = (W, H); area filter when shrinking."""
-    h, w = image.shape[:2]
-    shrink = size[0] < w or size[1] < h
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
 def open_source(path: Path) -> Source:
     """Inspect ``path``: a directory must hold images, a file must be a video OpenCV can decode."""
     if path.is_dir():
@@ -73,9 +68,13 @@ def pick_indices(total: int, wanted: int) -> list[int]:
 
 
 def load_frames(
-    sources: Sequence[Source], size: tuple[int, int], limit: int | None = None, desc: str = "frames"
+    sources: Sequence[Source],
+    resize: Callable[[np.ndarray], np.ndarray],
+    limit: int | None = None,
+    desc: str = "frames",
 ) -> list[np.ndarray]:
-    """Up to ``limit`` frames spread evenly over all ``sources``, resized to ``size`` = (W, H), with progress.
+    """Up to ``limit`` frames spread evenly over all ``sources``, each passed through ``resize`` (the
+    daemon's ``Resizer``: (H, W, 3) uint8 BGR -> (h, w, 3) uint8 BGR), with progress.
 
     Only the chosen frames are kept, so a long video costs decoding time but not memory.
     """
@@ -88,7 +87,7 @@ def load_frames(
             local = [i - offset for i in chosen if offset <= i < offset + source.count]
             offset += source.count
             for frame in _read(source, local):
-                frames.append(resize_for_model(frame, size))
+                frames.append(resize(frame))
                 bar.update(1)
     if not frames:
         raise ConvertError(f"no frames could be read from {', '.join(str(s.path) for s in sources)}")

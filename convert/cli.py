@@ -1,5 +1,9 @@
 """``edge-depth convert`` / ``python -m convert``: MiDaS v2.1 small -> OpenVINO IR (FP32, FP16, INT8), validated.
 
+Another depth model converts from ONNX with ``--model-spec FILE`` (its preprocessing facts, see
+``convert.model_spec``); the spec is stored in every IR and in the manifest, and the daemon resizes
+frames by it.
+
 Exit codes: 0 done; 2 a problem with the input (one ``error:`` line on stderr); 1 an accuracy gate
 (``--max-drop``) that cannot be met.
 """
@@ -18,11 +22,21 @@ import numpy as np
 import openvino as ov
 
 from convert import AccuracyGateError, ConvertError, calibration, export, manifest, quantize, validate, weights
+from convert.model_spec import load_model_spec
+from edge_depth.model.contract import (
+    INPUT_NAME,
+    MIDAS_V21_SMALL,
+    OUTPUT_NAME,
+    PIXEL_SCALE,
+    PRECISIONS,
+    ModelSpec,
+    spec_as_dict,
+)
+from edge_depth.model.preprocess import Resizer
 
 if TYPE_CHECKING:
     import torch
 
-MODEL_NAME = "midas_v21_small"
 DEFAULT_PRECISIONS = "fp32,int8"
 DEFAULT_CALIB_SIZE = 300
 
@@ -38,17 +52,25 @@ def _input_size(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not WxH (e.g. 256x192)") from None
-    if width <= 0 or height <= 0 or width % 32 or height % 32:
-        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be positive multiples of 32 (e.g. 256x192)")
-    return width, height
+    return width, height  # the model's spec says which sizes fit: checked once it is known
+
+
+def _model_input_size(args: argparse.Namespace, spec: ModelSpec) -> tuple[int, int]:
+    if args.input_size is None:
+        return spec.default_input_size
+    size: tuple[int, int] = args.input_size
+    problem = spec.size_problem(size)
+    if problem is not None:
+        raise ConvertError(f"argument --input-size: '{size[0]}x{size[1]}': {problem}")
+    return size
 
 
 def _precisions(text: str) -> tuple[str, ...]:
     asked = {p.strip().lower() for p in text.split(",") if p.strip()}
-    unknown = sorted(asked - set(export.PRECISIONS))
+    unknown = sorted(asked - set(PRECISIONS))
     if unknown or not asked:
-        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(export.PRECISIONS)} (a comma list)")
-    return tuple(p for p in export.PRECISIONS if p in asked)
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {','.join(PRECISIONS)} (a comma list)")
+    return tuple(p for p in PRECISIONS if p in asked)
 
 
 def _positive_int(text: str) -> int:
@@ -74,8 +96,9 @@ def _non_negative(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-depth convert",
-        description="Convert MiDaS v2.1 small to OpenVINO IR (u8 BGR NHWC 'image' in, 'depth' out), validate it "
-        "on real images, measure its throughput and record everything in <out>/manifest.json.",
+        description="Convert MiDaS v2.1 small (or, with --onnx and --model-spec, another depth model) to OpenVINO "
+        "IR (u8 BGR NHWC 'image' in, 'depth' out), validate it on real images, measure its throughput and record "
+        "everything in <out>/manifest.json.",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, metavar="PATH", help="local PyTorch weights (.pt state dict)")
@@ -90,7 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=_precisions(DEFAULT_PRECISIONS),
         help="fp32,fp16,int8 (default fp32,int8)",
     )
-    parser.add_argument("--input-size", type=_input_size, default=(256, 256), metavar="WxH", help="default 256x256")
+    parser.add_argument(
+        "--model-spec",
+        type=Path,
+        metavar="FILE",
+        help="with --onnx: YAML/JSON of the model's preprocessing (name, long_side, multiple, mean, std, ...); "
+        "default MiDaS v2.1 small",
+    )
+    parser.add_argument(
+        "--input-size",
+        type=_input_size,
+        metavar="WxH",
+        help="size the IR is saved at (default: long_side x long_side, 256x256 for MiDaS)",
+    )
     parser.add_argument("--calib", type=Path, metavar="PATH", help="INT8 calibration: image directory or video file")
     parser.add_argument("--calib-size", type=_positive_int, metavar="N", help="calibration frames (default 300 or all)")
     parser.add_argument("--max-drop", type=float, metavar="D", help="max INT8 AbsRel against FP32 (accuracy control)")
@@ -106,7 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.max_drop is not None and not args.max_drop > 0:
             raise ConvertError(f"argument --max-drop: {args.max_drop} is not a number > 0")
-        run(args)
+        if args.model_spec is not None and args.onnx is None:
+            raise ConvertError("argument --model-spec: only with --onnx (PyTorch weights are MiDaS v2.1 small)")
+        spec = MIDAS_V21_SMALL if args.model_spec is None else load_model_spec(args.model_spec)
+        run(args, spec, _model_input_size(args, spec))
     except ConvertError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,6 +164,7 @@ class Converted:
     """The FP32 model with the daemon's interface, and what it was made from."""
 
     model: ov.Model
+    spec: ModelSpec
     weights: weights.WeightsFile
     kind: str  # "pytorch" or "onnx"
     torch_model: torch.nn.Module | None
@@ -133,33 +172,38 @@ class Converted:
 
 @dataclass(frozen=True, slots=True)
 class Checks:
-    """Real images as the IR sees them and the reference outputs every converted IR is compared with."""
+    """Real images as the daemon feeds them and the reference outputs every converted IR is compared with."""
 
-    frames: list[np.ndarray]  # (H, W, 3) uint8 BGR at the input size
-    fp32: list[np.ndarray]  # (H, W) float32 from the in-memory FP32 model
-    pytorch: list[np.ndarray] | None  # (H, W) float32 from PyTorch, None for an ONNX source
+    frames: list[np.ndarray]  # (h, w, 3) uint8 BGR from the daemon's resizer: the image's aspect ratio
+    fp32: list[np.ndarray]  # (h, w) float32 from the in-memory FP32 model
+    pytorch: list[np.ndarray] | None  # (h, w) float32 from PyTorch, None for an ONNX source
+    bench_frame: np.ndarray  # (H, W, 3) uint8 BGR at the IR's saved size, for the throughput run
 
 
-def run(args: argparse.Namespace) -> None:
-    size: tuple[int, int] = args.input_size
+def run(args: argparse.Namespace, spec: ModelSpec, size: tuple[int, int]) -> None:
+    """Convert, quantize, save, validate and benchmark every precision asked for; ``size`` = (W, H) of the IR."""
     # cheap checks first, so that a typo fails before minutes of conversion
     validation_source = calibration.open_source(
         _default_path(args.validate, calibration.DEFAULT_VALIDATION, "--validate")
     )
     calib_sources = _calibration_sources(args.calib) if "int8" in args.precision else []
 
-    converted = _convert(args, size)
+    converted = _convert(args, spec, size)
     core = ov.Core()
-    frames = calibration.load_frames([validation_source], size, desc="validation images")
+    # the daemon's own resize (aspect ratio kept, the spec's filter), as `model.input_size: auto` runs it
+    resize = Resizer(spec)
+    frames = calibration.load_frames([validation_source], resize, desc="validation images")
     checks = Checks(
         frames=frames,
         fp32=validate.run_ir(converted.model, frames, core),
-        pytorch=None if converted.torch_model is None else _torch_outputs(converted.torch_model, frames),
+        pytorch=None if converted.torch_model is None else _torch_outputs(converted.torch_model, frames, spec),
+        # the throughput figure is for the IR's saved size; a frame's content hardly changes it
+        bench_frame=Resizer(spec, size)(frames[0]),
     )
     calib_frames: list[np.ndarray] = []
     if calib_sources:
         wanted = min(args.calib_size or DEFAULT_CALIB_SIZE, sum(s.count for s in calib_sources))
-        calib_frames = calibration.load_frames(calib_sources, size, wanted, desc="calibration frames")
+        calib_frames = calibration.load_frames(calib_sources, resize, wanted, desc="calibration frames")
     calib_text = calibration.describe(calib_sources, len(calib_frames)) if calib_sources else "none"
 
     out_dir: Path = args.out
@@ -176,6 +220,7 @@ def run(args: argparse.Namespace) -> None:
             calib_frames=calib_frames,
             calib_text=calib_text,
             core=core,
+            size=size,
         )
         for precision in args.precision
     }
@@ -193,6 +238,7 @@ def _write_precision(
     calib_frames: list[np.ndarray],
     calib_text: str,
     core: ov.Core,
+    size: tuple[int, int],
 ) -> dict[str, Any]:
     """Build, save, validate and benchmark one precision; returns its manifest entry."""
     start = time.perf_counter()
@@ -200,16 +246,16 @@ def _write_precision(
     if precision == "int8":
         print(f"quantizing to INT8 with {len(calib_frames)} calibration frames ...", flush=True)
         model = _int8(model, calib_frames, checks.frames, args.max_drop)
-    meta = _metadata(converted, precision, args.input_size, calib_text if precision == "int8" else "none")
-    export.set_metadata(model, meta)
-    xml = export.ir_path(args.out, precision)
+    meta = _metadata(converted, precision, size, calib_text if precision == "int8" else "none")
+    export.set_metadata(model, converted.spec, meta)
+    xml = export.ir_path(args.out, precision, converted.spec)
     export.save_ir(model, xml, precision)
     seconds = time.perf_counter() - start
     print(f"wrote {xml} ({seconds:.1f} s)", flush=True)
 
     saved = core.read_model(xml)  # validate what is on disk, not what is in memory
     figures = _figures(precision, validate.run_ir(saved, checks.frames, core), checks, converted.kind)
-    bench = validate.throughput(saved, checks.frames[0], args.bench_seconds, core) if args.bench_seconds > 0 else None
+    bench = validate.throughput(saved, checks.bench_frame, args.bench_seconds, core) if args.bench_seconds > 0 else None
     return _entry(
         meta=meta,
         xml=xml,
@@ -244,11 +290,12 @@ def _calibration_sources(given: Path | None) -> list[calibration.Source]:
     return [calibration.open_source(p) for p in calibration.DEFAULT_CALIBRATION]
 
 
-def _convert(args: argparse.Namespace, size: tuple[int, int]) -> Converted:
+def _convert(args: argparse.Namespace, spec: ModelSpec, size: tuple[int, int]) -> Converted:
     if args.onnx is not None:
         source = _checked(weights.local_file(args.onnx), args.sha256)
         print(f"converting ONNX model {source.path} ...", flush=True)
-        return Converted(export.with_preprocessing(export.onnx_to_ov(source.path, size)), source, "onnx", None)
+        model = export.with_preprocessing(export.onnx_to_ov(source.path, size), spec)
+        return Converted(model, spec, source, "onnx", None)
 
     from convert.midas_small import MidasSmall  # noqa: PLC0415 -- imports torch, which --onnx must not need
 
@@ -260,7 +307,8 @@ def _convert(args: argparse.Namespace, size: tuple[int, int]) -> Converted:
     net.load_state_dict(weights.load_state_dict(source.path, net.state_dict()), strict=True)
     net.eval()
     print(f"converting PyTorch weights {source.source} ...", flush=True)
-    return Converted(export.with_preprocessing(export.torch_to_ov(net, size)), source, "pytorch", net)
+    model = export.with_preprocessing(export.torch_to_ov(net, size), spec)
+    return Converted(model, spec, source, "pytorch", net)
 
 
 def _checked(source: weights.WeightsFile, sha256: str | None) -> weights.WeightsFile:
@@ -277,18 +325,19 @@ def _int8(
     return quantize.quantize_with_max_drop(fp32, calib, validation_frames, max_drop)
 
 
-def reference_input(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 BGR -> (1, 3, H, W) float32: the official preprocessing, in numpy, outside the IR."""
-    rgb = frame[:, :, ::-1].astype(np.float32) / 255.0
-    normalised = (rgb - np.array(export.MEAN_RGB, np.float32)) / np.array(export.STD_RGB, np.float32)
+def reference_input(frame: np.ndarray, spec: ModelSpec = MIDAS_V21_SMALL) -> np.ndarray:
+    """(H, W, 3) uint8 BGR -> (1, 3, H, W) float32: the spec's preprocessing, in numpy, outside the IR."""
+    ordered = frame[:, :, ::-1] if spec.color == "RGB" else frame
+    scaled = ordered.astype(np.float32) / np.float32(PIXEL_SCALE)
+    normalised = (scaled - np.array(spec.mean, np.float32)) / np.array(spec.std, np.float32)
     return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
 
 
-def _torch_outputs(net: torch.nn.Module, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _torch_outputs(net: torch.nn.Module, frames: Sequence[np.ndarray], spec: ModelSpec) -> list[np.ndarray]:
     import torch  # noqa: PLC0415 -- only the PyTorch path gets here; --onnx must not need torch
 
     with torch.no_grad():
-        return [net(torch.from_numpy(reference_input(f)))[0].numpy() for f in frames]
+        return [net(torch.from_numpy(reference_input(f, spec)))[0].numpy() for f in frames]
 
 
 def _figures(precision: str, outputs: list[np.ndarray], checks: Checks, kind: str) -> dict[str, Any]:
@@ -308,13 +357,13 @@ def _figures(precision: str, outputs: list[np.ndarray], checks: Checks, kind: st
 
 
 def _metadata(converted: Converted, precision: str, size: tuple[int, int], calib_text: str) -> dict[str, str]:
+    """The rt_info written besides the spec (which ``export.set_metadata`` stores from ``converted.spec``)."""
     return {
-        "model": MODEL_NAME,
         "precision": precision,
         "input_size": f"{size[0]}x{size[1]}",
-        "input": f"{export.INPUT_NAME}: u8 NHWC [1,H,W,3] BGR",
-        "output": f"{export.OUTPUT_NAME}: f32 [1,H,W] relative inverse depth",
-        "normalisation": _normalisation_text(),
+        "input": f"{INPUT_NAME}: u8 NHWC [1,H,W,3] BGR",
+        "output": f"{OUTPUT_NAME}: f32 [1,H,W] relative inverse depth",
+        "normalisation": _normalisation_text(converted.spec),
         "weights_source": converted.weights.source,
         "weights_sha256": converted.weights.sha256,
         "weights_format": converted.kind,
@@ -322,10 +371,11 @@ def _metadata(converted: Converted, precision: str, size: tuple[int, int], calib
     }
 
 
-def _normalisation_text() -> str:
-    mean = ",".join(f"{m:g}" for m in export.MEAN_RGB)
-    std = ",".join(f"{s:g}" for s in export.STD_RGB)
-    return f"BGR->RGB, /255, mean {mean}, std {std} (inside the IR)"
+def _normalisation_text(spec: ModelSpec) -> str:
+    mean = ",".join(f"{m:g}" for m in spec.mean)
+    std = ",".join(f"{s:g}" for s in spec.std)
+    order = "BGR->RGB, " if spec.color == "RGB" else ""
+    return f"{order}/{PIXEL_SCALE:g}, mean {mean}, std {std} (inside the IR)"
 
 
 def _entry(
@@ -343,32 +393,34 @@ def _entry(
 ) -> dict[str, Any]:
     width, height = (int(v) for v in meta["input_size"].split("x"))
     int8 = meta["precision"] == "int8"
+    spec = converted.spec
     return {
-        "model": MODEL_NAME,
+        "model": spec.name,
         "precision": meta["precision"],
         "xml": xml.name,
         "bin": xml.with_suffix(".bin").name,
         "input_size": meta["input_size"],
         "input": {
-            "name": export.INPUT_NAME,
+            "name": INPUT_NAME,
             "element_type": "u8",
             "layout": "NHWC",
             "shape": [1, height, width, 3],
             "color": "BGR",
         },
         "output": {
-            "name": export.OUTPUT_NAME,
+            "name": OUTPUT_NAME,
             "element_type": "f32",
             "shape": [1, height, width],
             "meaning": "relative inverse depth (larger = nearer, unknown scale and shift)",
         },
         "normalisation": {
-            "color": "RGB",
-            "divide": 255,
-            "mean": list(export.MEAN_RGB),
-            "std": list(export.STD_RGB),
+            "color": spec.color,
+            "divide": int(PIXEL_SCALE),
+            "mean": list(spec.mean),
+            "std": list(spec.std),
             "inside_ir": True,
         },
+        "spec": spec_as_dict(spec),  # also in the IR's rt_info; the daemon resizes frames by it
         "weights": {"source": converted.weights.source, "sha256": converted.weights.sha256, "format": converted.kind},
         "calibration": {"source": calib_text, "size": calib_size, "max_drop": max_drop} if int8 else None,
         "tools": manifest.tool_versions(),

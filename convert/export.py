@@ -1,9 +1,10 @@
 """PyTorch or ONNX model -> OpenVINO model with the daemon's interface, and saving it as IR.
 
-The interface the daemon relies on: ONE input ``image``, (1, H, W, 3) uint8 BGR as OpenCV decodes it, and
-ONE output ``depth``, (1, H, W) float32 relative inverse depth. The official preprocessing (BGR -> RGB,
-/255, ImageNet mean/std) runs inside the IR, so the daemon only resizes frames. The IR is saved static at
-the chosen size and can be reshaped at load time to any multiple of 32.
+The interface is the model contract (``edge_depth.model.contract``): ONE input ``image``, (1, H, W, 3)
+uint8 BGR as OpenCV decodes it, and ONE output ``depth``, (1, H, W) float32 relative inverse depth. The
+spec's preprocessing (BGR -> RGB, /255, mean/std) runs inside the IR, so the daemon only resizes frames.
+The IR is saved static at the chosen size and can be reshaped at load time to any multiple of the spec's
+``multiple``; the spec itself is stored in the IR's runtime info.
 """
 
 from __future__ import annotations
@@ -17,16 +18,10 @@ from typing import TYPE_CHECKING, Any
 import openvino as ov
 
 from convert import ConvertError
+from edge_depth.model.contract import INPUT_NAME, OUTPUT_NAME, PIXEL_SCALE, ModelSpec, write_rt_info, write_spec
 
 if TYPE_CHECKING:
     import torch
-
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
-RT_INFO_SECTION = "edge_depth"
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @contextmanager
@@ -61,7 +56,10 @@ def torch_to_ov(model: torch.nn.Module, size: tuple[int, int]) -> ov.Model:
 
 
 def onnx_to_ov(path: Path, size: tuple[int, int]) -> ov.Model:
-    """An ONNX MiDaS v2.1 small (e.g. the official ``model-small.onnx``) as an OpenVINO model at ``size``."""
+    """An ONNX depth model (e.g. the official ``model-small.onnx``) as an OpenVINO model at ``size``.
+
+    The model must take one (1, 3, H, W) float input and give one (1, H, W) or (1, 1, H, W) output.
+    """
     width, height = size
     try:
         with _root_logging_kept():
@@ -75,22 +73,34 @@ def onnx_to_ov(path: Path, size: tuple[int, int]) -> ov.Model:
         converted.reshape([1, 3, height, width])
     except Exception as exc:
         raise ConvertError(f"{path}: cannot be reshaped to {width}x{height}: {str(exc).splitlines()[0]}") from exc
+    shape = converted.output(0).partial_shape
+    if shape not in (ov.PartialShape([1, height, width]), ov.PartialShape([1, 1, height, width])):
+        raise ConvertError(
+            f"{path}: output is {shape} for a {width}x{height} input; the daemon needs a (1, {height}, {width}) "
+            f"or (1, 1, {height}, {width}) depth map at the input size"
+        )
     return converted
 
 
-def with_preprocessing(model: ov.Model) -> ov.Model:
-    """``model`` (1, 3, H, W) normalised RGB in, (1, H, W) out -> the daemon's ``image`` -> ``depth`` interface."""
+def with_preprocessing(model: ov.Model, spec: ModelSpec) -> ov.Model:
+    """``model`` (1, 3, H, W) normalised in, (1, H, W) or (1, 1, H, W) out -> the ``image`` -> ``depth``
+    interface, (1, H, W, 3) u8 BGR in, (1, H, W) f32 out, with ``spec``'s colour order and mean/std."""
     ppp = ov.preprocess.PrePostProcessor(model)
     source = ppp.input()
     source.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
         ov.preprocess.ColorFormat.BGR
     )
     source.model().set_layout(ov.Layout("NCHW"))
+    steps = source.preprocess().convert_element_type(ov.Type.f32)
+    if spec.color == "RGB":
+        steps = steps.convert_color(ov.preprocess.ColorFormat.RGB)
     # (x / 255 - mean) / std == (x - 255 mean) / (255 std): one subtraction and one multiplication
-    source.preprocess().convert_element_type(ov.Type.f32).convert_color(ov.preprocess.ColorFormat.RGB).mean(
-        [255.0 * m for m in MEAN_RGB]
-    ).scale([255.0 * s for s in STD_RGB])
-    ppp.output().tensor().set_element_type(ov.Type.f32)
+    steps.mean([PIXEL_SCALE * m for m in spec.mean]).scale([PIXEL_SCALE * s for s in spec.std])
+    output = ppp.output()
+    if model.output(0).partial_shape.rank == 4:
+        # the daemon's depth is (1, H, W): drop the single channel inside the IR
+        output.postprocess().custom(lambda node: ov.opset13.squeeze(node, [1]).output(0))
+    output.tensor().set_element_type(ov.Type.f32)
     built = ppp.build()
     built.input(0).get_tensor().set_names({INPUT_NAME})
     built.input(0).get_node().set_friendly_name(INPUT_NAME)
@@ -98,14 +108,14 @@ def with_preprocessing(model: ov.Model) -> ov.Model:
     return built
 
 
-def set_metadata(model: ov.Model, metadata: Mapping[str, str]) -> None:
-    """Store ``metadata`` in the IR's runtime info, read back as ``model.get_rt_info([RT_INFO_SECTION, key])``."""
-    for key, value in metadata.items():
-        model.set_rt_info(str(value), [RT_INFO_SECTION, key])
+def set_metadata(model: ov.Model, spec: ModelSpec, metadata: Mapping[str, str]) -> None:
+    """Store ``spec`` and ``metadata`` in the IR's runtime info (read back with ``edge_depth.model.contract``)."""
+    write_spec(model, spec)
+    write_rt_info(model, metadata)
 
 
-def ir_path(out_dir: Path, precision: str) -> Path:
-    return out_dir / f"midas_small_{precision}.xml"
+def ir_path(out_dir: Path, precision: str, spec: ModelSpec) -> Path:
+    return out_dir / spec.ir_name(precision)
 
 
 def save_ir(model: ov.Model, xml: Path, precision: str) -> None:

@@ -1,7 +1,10 @@
 """INT8 post-training quantization with NNCF, optionally gated on accuracy against the FP32 model.
 
 The model quantized is the FP32 model WITH the daemon's preprocessing, so calibration items are what the
-daemon feeds: (1, H, W, 3) uint8 BGR frames at the input size.
+daemon feeds: (1, h, w, 3) uint8 BGR frames made by its resizer, whose sizes follow each source's aspect
+ratio and so need not match the IR's static size, nor each other. NNCF is then given a copy of the model
+with dynamic H and W (its OpenVINO backend collects per-channel statistics, which do not depend on the
+spatial size), and the quantized model is reshaped back to the static size the IR is saved at.
 """
 
 from __future__ import annotations
@@ -20,8 +23,26 @@ def _batch(frame: np.ndarray) -> np.ndarray:
     return frame[None]
 
 
+def _for_frames(model: ov.Model, frames: Sequence[np.ndarray]) -> ov.Model:
+    """A copy of ``model`` (one (1, H, W, 3) input) that runs every frame: dynamic H and W unless all frames
+    have the model's own static size."""
+    copy = model.clone()
+    shape = model.input(0).partial_shape
+    if any(ov.PartialShape([1, *f.shape]) != shape for f in frames):
+        copy.reshape(ov.PartialShape([1, -1, -1, 3]))
+    return copy
+
+
+def _static_as(quantized: ov.Model, model: ov.Model) -> ov.Model:
+    """``quantized`` with ``model``'s input shape again (its FakeQuantize nodes do not depend on it)."""
+    shape = model.input(0).partial_shape
+    if quantized.input(0).partial_shape != shape:
+        quantized.reshape(shape)
+    return quantized
+
+
 def quantize(model: ov.Model, frames: Sequence[np.ndarray]) -> ov.Model:
-    """INT8 copy of ``model`` calibrated on ``frames`` ((H, W, 3) uint8 BGR), all of them used.
+    """INT8 copy of ``model`` calibrated on ``frames`` ((h, w, 3) uint8 BGR, any sizes), all of them used.
 
     NNCF's defaults (symmetric "performance" preset, fast bias correction) are what OpenVINO's CPU plugin
     runs fastest, and they are the setting whose speed NOTES.md measured (55-64 FPS at 256x256).
@@ -29,7 +50,7 @@ def quantize(model: ov.Model, frames: Sequence[np.ndarray]) -> ov.Model:
     import nncf  # noqa: PLC0415 -- NNCF takes seconds to import and pulls in torch: only for INT8
 
     dataset = nncf.Dataset(list(frames), _batch)
-    return nncf.quantize(model.clone(), dataset, subset_size=len(frames))
+    return _static_as(nncf.quantize(_for_frames(model, frames), dataset, subset_size=len(frames)), model)
 
 
 # Each accuracy-control iteration reverts one more group of layers to FP32 and re-validates; NNCF's
@@ -65,7 +86,7 @@ def quantize_with_max_drop(
     calibration = nncf.Dataset(list(frames), _batch)
     validation_set = nncf.Dataset(items, lambda item: _batch(item[0]))
     quantized = nncf.quantize_with_accuracy_control(
-        model.clone(),
+        _for_frames(model, [*frames, *validation]),
         calibration,
         validation_set,
         metric,
@@ -74,6 +95,7 @@ def quantize_with_max_drop(
         subset_size=len(frames),
         advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=iterations),
     )
+    quantized = _static_as(quantized, model)
     # NNCF returns its best effort when the drop cannot be met: check it ourselves
     achieved = float(
         np.mean([aligned_abs_rel(p, r) for p, r in zip(run_ir(quantized, validation), references, strict=True)])

@@ -115,16 +115,36 @@ def agreement(preds: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> Agreem
     )
 
 
-def run_ir(model: ov.Model, frames: Sequence[np.ndarray], core: ov.Core | None = None) -> list[np.ndarray]:
-    """Outputs of an edge-depth IR for (H, W, 3) uint8 BGR frames: a list of (H, W) float32 maps.
+def at_size(model: ov.Model, size: tuple[int, int]) -> ov.Model:
+    """``model`` (one (1, H, W, 3) input) with a static input of ``size`` = (W, H): itself if it has it, else a
+    reshaped copy (the caller's model is never changed)."""
+    width, height = size
+    shape = ov.PartialShape([1, height, width, 3])
+    if model.input(0).partial_shape == shape:
+        return model
+    reshaped = model.clone()
+    reshaped.reshape(shape)
+    return reshaped
 
-    Computed in f32 wherever the IR has no INT8 layers: CPUs with bfloat16 support otherwise run FP32 and
-    FP16 IRs in bf16 by default, which would hide the conversion's own error behind bf16 rounding.
+
+def run_ir(model: ov.Model, frames: Sequence[np.ndarray], core: ov.Core | None = None) -> list[np.ndarray]:
+    """Outputs of an edge-depth IR for (h, w, 3) uint8 BGR frames: a list of (h, w) float32 maps.
+
+    Frames may differ in size (the daemon's resizer keeps each source's aspect ratio): the model is
+    reshaped and compiled once per size. Computed in f32 wherever the IR has no INT8 layers: CPUs with
+    bfloat16 support otherwise run FP32 and FP16 IRs in bf16 by default, which would hide the
+    conversion's own error behind bf16 rounding.
     """
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = (core or ov.Core()).compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    return [np.array(request.infer({0: frame[None]})[0][0], dtype=np.float32) for frame in frames]
+    core = core or ov.Core()
+    requests: dict[tuple[int, int], ov.InferRequest] = {}
+    outputs = []
+    for frame in frames:
+        size = (frame.shape[1], frame.shape[0])
+        if size not in requests:
+            requests[size] = core.compile_model(at_size(model, size), "CPU", config).create_infer_request()
+        outputs.append(np.array(requests[size].infer({0: frame[None]})[0][0], dtype=np.float32))
+    return outputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +157,8 @@ class Throughput:
 
 
 def throughput(model: ov.Model, frame: np.ndarray, seconds: float, core: ov.Core | None = None) -> Throughput:
-    """Inferences per second of ``model`` on one repeated (H, W, 3) uint8 frame, with the plugin's defaults.
+    """Inferences per second of ``model`` on one repeated (H, W, 3) uint8 frame (at the model's input size),
+    with the plugin's defaults.
 
     THROUGHPUT hint with as many requests in flight as OpenVINO suggests (``AsyncInferQueue``), as the
     daemon runs it; one warm-up round first so that the figure excludes first-inference costs.

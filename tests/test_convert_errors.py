@@ -24,6 +24,8 @@ from convert.cli import main
 from convert.export import torch_to_ov
 from convert.midas_small import MidasSmall
 from convert.synthetic import synthetic_state_dict
+from edge_depth.model.contract import MIDAS_V21_SMALL
+from edge_depth.model.preprocess import Resizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -283,15 +285,62 @@ def test_calibration_frames_are_spread_over_all_sources() -> None:
     assert calibration.pick_indices(3, 300) == [0, 1, 2]
     sources = [calibration.open_source(p) for p in calibration.DEFAULT_CALIBRATION]
     assert [s.count for s in sources] == [6, 221]
-    frames = calibration.load_frames(sources, (256, 192), 8)
+    frames = calibration.load_frames(sources, Resizer(fixed_size=(256, 192)), 8)
     assert len(frames) == 8
     assert all(f.shape == (192, 256, 3) and f.dtype == "uint8" for f in frames)
     # evenly spread over 227 frames: the first NYU image comes first, the clip provides the rest
     image = cv2.imread(str(sources[0].images[0]))
     assert image is not None
-    nyu_first = calibration.resize_for_model(image, (256, 192))
+    nyu_first = Resizer(fixed_size=(256, 192))(image)
     assert (frames[0] == nyu_first).all()
     assert not any((f == nyu_first).all() for f in frames[1:])
+
+
+def test_calibration_frames_are_the_daemons_frames() -> None:
+    """Aspect ratio kept per source, as the daemon resizes: NYU 640x480 -> 256x192, the clip 960x540 -> 256x128."""
+    sources = [calibration.open_source(p) for p in calibration.DEFAULT_CALIBRATION]
+    frames = calibration.load_frames(sources, Resizer(MIDAS_V21_SMALL), 8)
+    assert frames[0].shape == (192, 256, 3)
+    assert all(f.shape == (128, 256, 3) for f in frames[1:])
+
+
+SPEC_FIELDS = "name: tiny\nlong_side: 518\nmultiple: 14\nmean: [0.5, 0.5, 0.5]\nstd: [0.25, 0.25, 0.25]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (SPEC_FIELDS.replace("multiple: 14", "multiple: fourteen"), "multiple: 'fourteen' is not a whole number > 0"),
+        (SPEC_FIELDS.replace("long_side: 518", "long_side: 500"), "long_side: 500 is not a multiple of multiple (14)"),
+        (SPEC_FIELDS.replace("std: [0.25, 0.25, 0.25]", "std: [0.25, 0]"), "std: [0.25, 0] is not three finite"),
+        (SPEC_FIELDS.replace("mean: [0.5, 0.5, 0.5]\n", ""), "mean: missing"),
+        (SPEC_FIELDS + "resize_filter: lanczos\n", "resize_filter: 'lanczos' is not one of bicubic"),
+        (SPEC_FIELDS + "colour: RGB\n", "colour: unknown field"),
+        ("- name\n", "expected a mapping of model spec fields"),
+        ("name: [unclosed\n", "not valid YAML or JSON at line 2"),
+    ],
+    ids=["type", "long-side", "std", "missing", "filter", "unknown", "list", "syntax"],
+)
+def test_bad_model_spec_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    code, err = run_cli(capsys, "--onnx", str(tmp_path / "model.onnx"), "--model-spec", str(spec))
+    assert code == 2
+    assert_one_error_line(err, f"{spec}: ", message)
+
+
+def test_model_spec_decides_valid_input_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"name": "tiny", "long_side": 518, "multiple": 14, "mean": [0.5, 0.5, 0.5], "std": [1, 1, 1]}')
+    code, err = run_cli(capsys, "--onnx", "m.onnx", "--model-spec", str(spec), "--input-size", "256x192")
+    assert code == 2
+    assert_one_error_line(err, "argument --input-size", "'256x192': width and height must be positive multiples of 14")
+    code, err = run_cli(capsys, "--weights", "a.pt", "--model-spec", str(spec))
+    assert code == 2
+    assert_one_error_line(err, "argument --model-spec: only with --onnx")
+    code, err = run_cli(capsys, "--onnx", "m.onnx", "--model-spec", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert_one_error_line(err, f"{tmp_path / 'nope.yaml'}: no such file")
 
 
 def test_redact_url() -> None:

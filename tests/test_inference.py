@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from edge_depth.frames import DepthFrame, Frame
+from edge_depth.model.contract import MIDAS_V21_SMALL, SPEC_KEYS
 from edge_depth.model.engine import DepthEngine, ModelError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -29,7 +32,9 @@ def test_f32_can_be_forced_and_matches_the_default_closely(synthetic_ir_dir: Pat
     path = synthetic_ir_dir / "midas_small_fp32.xml"
     forced = DepthEngine(path, hint="LATENCY", inference_precision="f32")
     default = DepthEngine(path, hint="LATENCY")
-    image = cv2.resize(cv2.imread(str(FIXTURES / "nyu" / "rgb_00065.png")), (256, 192), interpolation=cv2.INTER_CUBIC)
+    photo = cv2.imread(str(FIXTURES / "nyu" / "rgb_00065.png"))
+    assert photo is not None
+    image = cv2.resize(photo, (256, 192), interpolation=cv2.INTER_CUBIC)
     exact, auto = forced.infer(image), default.infer(image)
     assert forced.info.inference_precision == "f32"
     # bf16 where the CPU has it: close, not equal (0.96 measured; untrained synthetic weights amplify rounding)
@@ -65,3 +70,27 @@ def test_a_missing_or_foreign_model_is_a_one_line_error(tmp_path: Path) -> None:
     bogus.with_suffix(".bin").write_bytes(b"")
     with pytest.raises(ModelError, match=str(bogus)):
         DepthEngine(bogus)
+
+
+def test_the_engine_reports_the_models_spec_and_checks_a_fixed_size_against_it(synthetic_ir_dir: Path) -> None:
+    path = synthetic_ir_dir / "midas_small_fp32.xml"
+    assert DepthEngine(path, input_size=(256, 192)).info.spec == MIDAS_V21_SMALL
+    with pytest.raises(ModelError) as raised:
+        DepthEngine(path, input_size=(250, 190))
+    message = str(raised.value)
+    assert message.startswith("model.input_size: 250x190 does not fit midas_small_fp32.xml (midas_v21_small): ")
+    assert "multiples of 32" in message and "\n" not in message
+
+
+def test_an_ir_converted_before_specs_were_stored_runs_as_midas(synthetic_ir_dir: Path, tmp_path: Path) -> None:
+    """Older IRs carry only the model name in rt_info: every other spec fact reads back as MiDaS v2.1 small's."""
+    xml = (synthetic_ir_dir / "midas_small_fp32.xml").read_text()
+    new_keys = "|".join(key for key in SPEC_KEYS.values() if key != "model")
+    older = re.sub(rf"\s*<({new_keys}) value=\"[^\"]*\" />", "", xml)
+    assert "<long_side" not in older and '<model value="midas_v21_small" />' in older
+    path = tmp_path / "midas_small_fp32.xml"
+    path.write_text(older)
+    shutil.copy(synthetic_ir_dir / "midas_small_fp32.bin", path.with_suffix(".bin"))
+    engine = DepthEngine(path, hint="LATENCY")
+    assert engine.info.spec == MIDAS_V21_SMALL and engine.info.name == "midas_v21_small"
+    assert engine.infer(np.zeros((128, 256, 3), np.uint8)).shape == (128, 256)

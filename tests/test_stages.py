@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import cv2
 import numpy as np
 import pytest
 
-from edge_depth.config.schema import HeatmapConfig
-from edge_depth.frames import DepthFrame
+from edge_depth.config import HeatmapConfig
+from edge_depth.frames import DepthFrame, Frame
+from edge_depth.model.contract import MIDAS_V21_SMALL
 from edge_depth.model.preprocess import Resizer, auto_input_size
 from edge_depth.outputs.heatmap import HeatmapRenderer, SmoothedRange, output_size
 from edge_depth.outputs.meters import LatencyWindow, RateMeter
@@ -24,7 +28,21 @@ def test_auto_input_size_follows_the_official_small_transform(size: tuple[int, i
 def test_resizer_outputs_model_size_bgr() -> None:
     frame = np.zeros((540, 960, 3), np.uint8)
     assert Resizer()(frame).shape == (128, 256, 3)
-    assert Resizer((256, 192))(frame).shape == (192, 256, 3)
+    assert Resizer(fixed_size=(256, 192))(frame).shape == (192, 256, 3)
+
+
+def test_input_size_and_filter_come_from_the_model_spec() -> None:
+    """Long side, multiple and filter are facts of the model: a ViT-style spec (518, multiples of 14)."""
+    vit = replace(MIDAS_V21_SMALL, name="vit_like", long_side=518, multiple=14, resize_filter="bilinear")
+    # 960x540: 540 * 518 / 960 = 291.4 -> 20.8 multiples of 14 -> 21 -> 294
+    assert auto_input_size(960, 540, vit) == (518, 294)
+    assert auto_input_size(640, 480, vit) == (518, 392)  # 388.5 / 14 = 27.75 -> 28
+    assert auto_input_size(960, 540, MIDAS_V21_SMALL) == auto_input_size(960, 540) == (256, 128)
+    frame = np.random.default_rng(2).integers(0, 256, (540, 960, 3), np.uint8)
+    resized = Resizer(vit)(frame)
+    assert resized.shape == (294, 518, 3)
+    assert (resized == cv2.resize(frame, (518, 294), interpolation=cv2.INTER_LINEAR)).all()
+    assert (Resizer()(frame) == cv2.resize(frame, (256, 128), interpolation=cv2.INTER_CUBIC)).all()
 
 
 def test_heatmap_colours_are_stable_when_an_object_enters() -> None:
@@ -91,3 +109,20 @@ def test_latency_window_is_bounded() -> None:
     for v in range(1000):
         window.add(float(v))
     assert window.percentile(50) == pytest.approx(994.5)
+
+
+def test_arrays_that_cross_stages_are_read_only() -> None:
+    image = np.zeros((4, 6, 3), np.uint8)
+    frame = Frame(camera="a", seq=1, captured_mono=0.0, captured_wall=0.0, image=image, source_size=(6, 4))
+    result = DepthFrame(
+        camera="a",
+        seq=1,
+        captured_mono=0.0,
+        captured_wall=0.0,
+        image=frame.image,
+        depth=np.ones((4, 6), np.float32),
+        infer_ms=1.0,
+    )
+    for array in (frame.image, result.depth):
+        with pytest.raises(ValueError, match="read-only"):
+            array[0, 0] = 1

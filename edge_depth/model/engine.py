@@ -19,15 +19,24 @@ import numpy as np
 import openvino as ov
 
 from edge_depth.frames import DepthFrame, Frame
+from edge_depth.model.contract import (
+    INPUT_NAME,
+    MIDAS_V21_SMALL,
+    PRECISION_KEY,
+    ModelSpec,
+    SpecError,
+    read_rt_info,
+    read_spec,
+)
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
-
 
 class ModelError(Exception):
-    """The IR is missing, unreadable or not an edge-depth MiDaS IR. The message names the file."""
+    """The IR is missing, unreadable or not an edge-depth IR, or does not fit the input size asked for.
+
+    One line naming the file, or the setting (``model.input_size``).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +52,15 @@ class ModelInfo:
     execution_devices: tuple[str, ...] = field(default=())  # what OpenVINO actually runs on
     # What the plugin computes in: an FP32 IR runs in bf16 on CPUs with AVX-512 BF16 or AMX unless told otherwise.
     inference_precision: str = ""
+    # How frames must be resized for this model (stored in the IR by `convert`; MiDaS for older IRs)
+    spec: ModelSpec = MIDAS_V21_SMALL
 
 
-def _rt_info(model: ov.Model, key: str, default: str) -> str:
-    try:
-        return str(model.get_rt_info(["edge_depth", key]).astype(str))
-    except RuntimeError:
-        return default
+def check_input_size(size: tuple[int, int], spec: ModelSpec, path: Path) -> None:
+    """Raise ``ModelError`` naming ``model.input_size`` when ``size`` = (width, height) does not fit ``spec``."""
+    problem = spec.size_problem(size)
+    if problem is not None:
+        raise ModelError(f"model.input_size: {size[0]}x{size[1]} does not fit {path.name} ({spec.name}): {problem}")
 
 
 def _inference_precision(compiled: ov.CompiledModel) -> str:
@@ -60,7 +71,7 @@ def _inference_precision(compiled: ov.CompiledModel) -> str:
 
 
 def read_model(core: ov.Core, path: Path) -> ov.Model:
-    """Read and check an edge-depth IR: input ``image`` u8 [1, H, W, 3] BGR, output ``depth`` [1, H, W]."""
+    """Read and check an edge-depth IR: input ``image`` u8 [1, H, W, 3] BGR, one output (``depth`` [1, H, W])."""
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (make one with `edge-depth convert`)")
     if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
@@ -76,6 +87,14 @@ def read_model(core: ov.Core, path: Path) -> ov.Model:
     if len(outputs) != 1:
         raise ModelError(f"{path}: expected one output, found {len(outputs)}")
     return model
+
+
+def read_model_spec(model: ov.Model, path: Path) -> ModelSpec:
+    """The spec stored in the IR (MiDaS v2.1 small for IRs converted before specs were stored)."""
+    try:
+        return read_spec(model)
+    except SpecError as exc:
+        raise ModelError(f"{path}: rt_info {exc}") from None
 
 
 class DepthEngine:
@@ -96,11 +115,17 @@ class DepthEngine:
         inference_precision: str = "auto",
         cache_dir: Path | None = None,
         core: ov.Core | None = None,
+        input_size: tuple[int, int] | None = None,
     ) -> None:
+        """``input_size``: the fixed (width, height) of ``model.input_size``, checked against the model's
+        size multiple here so that a bad setting fails at start, not at the first frame; None for auto."""
         self._core = core or ov.Core()
         if cache_dir is not None:
             self._core.set_property({"CACHE_DIR": str(cache_dir)})
         self._model = read_model(self._core, path)
+        spec = read_model_spec(self._model, path)
+        if input_size is not None:
+            check_input_size(input_size, spec, path)
         self._device = device
         self._hint = hint
         self._infer_requests = infer_requests
@@ -121,11 +146,12 @@ class DepthEngine:
         self._inference_precision = ""
         self._info = ModelInfo(
             path=path,
-            name=_rt_info(self._model, "model", "midas_v21_small"),
-            precision=_rt_info(self._model, "precision", "unknown"),
+            name=spec.name,
+            precision=read_rt_info(self._model, PRECISION_KEY, "unknown"),
             ir_input_size=(w, h),
             device=device,
             hint=hint,
+            spec=spec,
         )
 
     @property

@@ -12,9 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_depth.depthstats import robust_range
 from edge_depth.model.engine import DepthEngine, ModelError
 from edge_depth.model.preprocess import Resizer
-from edge_depth.outputs.heatmap import COLORMAPS, colorize, robust_range
+from edge_depth.outputs.heatmap import COLORMAPS, colorize
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def predict(images: list[Path], *, model: Path, out_dir: Path, raw: str = "none"
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
-    resize = Resizer()
+    resize = Resizer(engine.info.spec)
     failures = 0
     for path in images:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
