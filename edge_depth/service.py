@@ -7,6 +7,7 @@ stages down in order (capture, in-flight inference and its outputs, then MQTT wi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -14,54 +15,46 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from edge_depth import __version__
-from edge_depth.alerts.camera import CameraAlerts, parse_ack, parse_baseline_reset
-from edge_depth.capture.reader import CameraReader, CaptureState, FrameHub
-from edge_depth.capture.replay import Recording, ReplayCamera
-from edge_depth.config.schema import CameraConfig, Config
-from edge_depth.model.engine import DepthEngine
-from edge_depth.model.preprocess import Resizer
+from edge_depth.alerts.commands import parse_ack, parse_baseline_reset
+from edge_depth.capture.reader import CaptureState
+from edge_depth.config.schema import Config
 from edge_depth.mqtt.client import MqttPublisher
 from edge_depth.mqtt.discovery import discovery_messages
-from edge_depth.mqtt.topics import Topics
 from edge_depth.notify import Notifier
 from edge_depth.outputs.camera import CameraOutput, dumps
 from edge_depth.pipeline import Pipeline
+from edge_depth.stages import Stages, StartupError, build_engine, build_stages, topics_of
+from edge_depth.timestamps import iso_utc
+
+__all__ = ["Service", "StartupError"]
 
 log = logging.getLogger(__name__)
 
 _SUPERVISE_TICK_S = 0.5
-_RECORDING_SUFFIX = ".npz"  # a camera whose source is a depth recording replays it instead of running the model
-_SHUTDOWN_BUDGET_S = 4.0  # systemd's TimeoutStopSec is longer; the issue asks for 5 s
-
-
-class StartupError(Exception):
-    """Something named in the config cannot be used (a broken recording, unreadable TLS files). One line."""
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# The whole stop, from SIGTERM to exit, stays under 5 s: a restart is not held up, and systemd (TimeoutStopSec=10)
+# never has to SIGKILL us, which would lose the final status, ``offline`` and the saved baselines.
+_SHUTDOWN_BUDGET_S = 4.0
+_MQTT_RESERVE_S = 1.0  # of the shutdown budget, what is left for publishing the final status and ``offline``
 
 
 class Service:
+    """The daemon for one config: ``run`` builds the stages (``stages.build_stages``), connects to MQTT, and
+    supervises until ``stop`` is set."""
+
     def __init__(self, cfg: Config, *, notifier: Notifier | None = None, stop: threading.Event | None = None) -> None:
         self.cfg = cfg
         self.stop = stop or threading.Event()
         self._notifier = notifier or Notifier()
-        self._topics = Topics(cfg.mqtt.topic_prefix, cfg.homeassistant.discovery_prefix)
+        self._topics = topics_of(cfg)
         self._started = time.monotonic()
-        self._cameras = [cam for cam in cfg.cameras if cam.enabled]
-        self._outputs: dict[str, CameraOutput] = {}
-        self._readers: dict[str, CameraReader | ReplayCamera] = {}
-        self._engine: DepthEngine | None = None
+        self._stages: Stages | None = None
         self._publisher: MqttPublisher | None = None
-        self._pipeline: Pipeline | None = None
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -73,17 +66,7 @@ class Service:
 
     def run(self) -> int:
         """Run until the stop event is set. Returns the process exit code."""
-        engine = DepthEngine(
-            self.cfg.model.path,
-            device=self.cfg.model.device,
-            hint=self.cfg.model.performance_hint,
-            infer_requests=self.cfg.model.infer_requests,
-            inference_precision=self.cfg.model.inference_precision,
-            cache_dir=self.cfg.model.cache_dir,
-        )
-        self._engine = engine
-        fixed = self.cfg.model.fixed_input_size()
-        requests = engine.requests(fixed or engine.info.ir_input_size)
+        engine = build_engine(self.cfg.model)  # first: a missing or broken IR is the first error reported
         try:
             publisher = MqttPublisher(self.cfg.mqtt, self._topics)
         except ValueError as exc:  # TLS files that exist but cannot be loaded
@@ -92,43 +75,26 @@ class Service:
         state_dir = self.cfg.state_dir or (
             Path(os.environ["STATE_DIRECTORY"]) if "STATE_DIRECTORY" in os.environ else None
         )
-        for cam in self._cameras:
-            alerts = CameraAlerts(cam.name, cam.alerts, precision=engine.info.precision, state_dir=state_dir)
-            self._outputs[cam.name] = CameraOutput(
-                cam, self._topics, publisher, alerts, on_health_change=self._publish_status
-            )
-        capture_stop = threading.Event()
-        pipeline_stop = threading.Event()
-        hub = FrameHub()
-        pipeline = Pipeline(hub, engine, dict(self._outputs), max_in_flight=requests + 4, stop=pipeline_stop)
-        self._pipeline = pipeline
-        resizer = Resizer(fixed)
-        for cam in self._cameras:
-            if isinstance(cam.source, str) and cam.source.endswith(_RECORDING_SUFFIX):
-                try:
-                    recording = Recording(Path(cam.source), camera=cam.name)
-                except ValueError as exc:
-                    raise StartupError(f"cameras: {cam.name}: {exc}") from None
-                self._readers[cam.name] = ReplayCamera(
-                    recording, pipeline.feed, capture_stop, loop=cam.loop, realtime=cam.realtime
-                )
-            else:
-                self._readers[cam.name] = CameraReader(
-                    cam, hub, resizer, capture_stop, on_state=self._state_changed_callback(cam)
-                )
-        for cam in self._cameras:
-            self._publish_status(cam.name)
-        self._subscribe_commands(publisher, pipeline)
+        stages = build_stages(
+            self.cfg,
+            publisher,
+            engine=engine,
+            state_dir=state_dir,
+            on_state=self._state_changed,
+            on_health_change=self._publish_status,
+        )
+        self._stages = stages
+        for name in stages.outputs:
+            self._publish_status(name)
+        self._subscribe_commands(publisher, stages.pipeline)
         self._publish_discovery()
         publisher.start()
-        pipeline.start()
-        for reader in self._readers.values():
-            reader.start()
+        stages.start()
         info = engine.info
         self._notifier.ready(f"model {info.name} {info.precision} on {','.join(info.execution_devices)}")
         log.info(
             "running: %d camera(s), model %s (%s) on %s",
-            len(self._cameras),
+            len(stages.outputs),
             info.path,
             info.precision,
             ",".join(info.execution_devices),
@@ -136,8 +102,12 @@ class Service:
         try:
             self._supervise()
         finally:
-            self._shutdown(capture_stop)
+            self._shutdown(stages)
         return 0
+
+    @property
+    def _outputs(self) -> Mapping[str, CameraOutput]:
+        return self._stages.outputs if self._stages is not None else {}
 
     def _subscribe_commands(self, publisher: MqttPublisher, pipeline: Pipeline) -> None:
         """Acks and baseline resets run on the output worker, between frames, like all alert state changes."""
@@ -186,16 +156,14 @@ class Service:
             cameras=[(name, tuple(z.name for z in out.alerts.zones)) for name, out in self._outputs.items()],
             version=__version__,
             nearest_units={name: out.alerts.unit for name, out in self._outputs.items()},
+            entities={name: out.alerts.entities for name, out in self._outputs.items()},
         )
         for topic, payload in messages:
             self._publisher.set_retained(topic, payload)
 
-    def _state_changed_callback(self, cam: CameraConfig) -> Callable[[CaptureState], None]:
-        def changed(state: CaptureState) -> None:
-            log.info("camera %s: %s%s", cam.name, state.state, f" ({state.last_error})" if state.last_error else "")
-            self._publish_status(cam.name, state)
-
-        return changed
+    def _state_changed(self, camera: str, state: CaptureState) -> None:
+        log.info("camera %s: %s%s", camera, state.state, f" ({state.last_error})" if state.last_error else "")
+        self._publish_status(camera, state)
 
     def _supervise(self) -> None:
         interval = self.cfg.mqtt.stats_interval_s
@@ -206,7 +174,7 @@ class Service:
         while not self.stop.wait(_SUPERVISE_TICK_S):
             now = time.monotonic()
             if watchdog is not None and now >= next_ping:
-                done = self._pipeline.frames_done if self._pipeline else 0
+                done = self._stages.pipeline.frames_done if self._stages else 0
                 # Ping only on real progress, or when no camera is online (nothing to process is not a hang).
                 if done != frames_at_ping or not self._any_camera_online():
                     self._notifier.watchdog()
@@ -217,7 +185,8 @@ class Service:
                 next_report = now + interval
 
     def _any_camera_online(self) -> bool:
-        return any(reader.state().state == "online" for reader in self._readers.values())
+        readers = self._stages.readers.values() if self._stages else ()
+        return any(reader.state().state == "online" for reader in readers)
 
     def _report(self) -> None:
         for name in self._outputs:
@@ -229,14 +198,14 @@ class Service:
 
     def camera_status(self, name: str, state: CaptureState | None = None) -> dict[str, Any]:
         """The retained JSON of ``<prefix>/<camera>/status``."""
-        reader = self._readers.get(name)
+        reader = self._stages.readers.get(name) if self._stages else None
         state = state or (reader.state() if reader else None)
         out = self._outputs[name]
-        info = self._engine.info if self._engine else None
+        info = self._stages.engine.info if self._stages else None
         payload: dict[str, Any] = {
             "camera": name,
             "state": state.state if state else "starting",
-            "since": iso(state.since) if state else None,
+            "since": iso_utc(state.since) if state else None,
             "source": state.source if state else None,
             "capture_fps": round(state.fps, 2) if state else 0.0,
             "frames_read": state.frames_read if state else 0,
@@ -259,7 +228,7 @@ class Service:
             self._publisher.set_retained(self._topics.status(name), dumps(self.camera_status(name, state)))
 
     def stats(self) -> dict[str, Any]:
-        """The periodic JSON of ``<prefix>/stats``."""
+        """The periodic JSON of ``<prefix>/stats``; ``mqtt`` carries every counter of ``PublishStats``."""
         usage = resource.getrusage(resource.RUSAGE_SELF)
         publish = self._publisher.stats() if self._publisher else None
         return {
@@ -270,27 +239,17 @@ class Service:
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "threads": threading.active_count(),
             "cameras": {name: out.figures() for name, out in self._outputs.items()},
-            "last_inference_error": self._pipeline.last_error if self._pipeline else None,
-            "mqtt": None
-            if publish is None
-            else {
-                "connected": publish.connected,
-                "heatmaps_dropped": publish.heatmaps_dropped,
-                "alerts_dropped": publish.alerts_dropped,
-            },
+            "last_inference_error": self._stages.pipeline.last_error if self._stages else None,
+            "mqtt": None if publish is None else dataclasses.asdict(publish),
         }
 
-    def _shutdown(self, capture_stop: threading.Event) -> None:
+    def _shutdown(self, stages: Stages) -> None:
         deadline = time.monotonic() + _SHUTDOWN_BUDGET_S
         self._notifier.stopping()
-        capture_stop.set()
-        for reader in self._readers.values():
-            reader.join(timeout=max(0.1, deadline - time.monotonic() - 1.5))
-        if self._pipeline is not None:
-            self._pipeline.stop(timeout=max(0.1, deadline - time.monotonic() - 1.0))
-        for out in self._outputs.values():
+        stages.stop(deadline - _MQTT_RESERVE_S)
+        for out in stages.outputs.values():
             out.alerts.save()
-        for name in self._outputs:
+        for name in stages.outputs:
             self._publish_status(name)
         if self._publisher is not None:
             self._publisher.stop(timeout=max(0.1, deadline - time.monotonic()))

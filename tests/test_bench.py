@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_depth.tools import bench
+from edge_depth.tools.bench.jobs import PipelineSpec, bench_config
 
 EXPECTED_RUNS = [
     "OpenVINO alone, LATENCY",
@@ -90,3 +91,31 @@ def test_missing_clip_is_named(int8_ir: Path, tmp_path: Path, capsys: pytest.Cap
     clip = tmp_path / "nope.mp4"
     assert bench.main(["--model", str(int8_ir), "--clip", str(clip), "--short"]) == 2
     assert capsys.readouterr().err.strip() == f"edge-depth bench: error: {clip}: video file not found"
+
+
+def test_pipeline_runs_use_the_daemons_config(sample_clip: Path, tmp_path: Path) -> None:
+    """The pipeline job builds a real daemon ``Config`` (then ``build_stages``): cameras on the clip, the bench's
+    broker and alerts, the raw runs' input size, no Home Assistant discovery."""
+    spec = PipelineSpec(
+        model=str(tmp_path / "midas_small_int8.xml"),
+        clip=str(sample_clip),
+        input_size=(256, 128),
+        cameras=4,
+        hint="LATENCY",
+        realtime=True,
+        fps_limit=15.0,
+        heatmap_hz=3.0,
+        warmup_frames=10,
+        frames=20,
+        repeat=1,
+        mqtt_host="127.0.0.1",
+        mqtt_port=1884,
+    )
+    cfg = bench_config(spec, client_id="bench-test")
+    assert [cam.name for cam in cfg.cameras] == ["cam0", "cam1", "cam2", "cam3"]
+    assert {str(cam.source) for cam in cfg.cameras} == {str(sample_clip)}
+    assert all(cam.loop and cam.realtime and cam.fps_limit == 15.0 for cam in cfg.cameras)
+    assert all(cam.heatmap.rate_hz == 3.0 and len(cam.alerts.zones) == 2 for cam in cfg.cameras)
+    assert cfg.model.fixed_input_size() == (256, 128) and cfg.model.performance_hint == "LATENCY"
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.client_id) == ("127.0.0.1", 1884, "bench-test")
+    assert not cfg.homeassistant.enabled

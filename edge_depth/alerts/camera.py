@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_depth.alerts.commands import parse_ack, parse_baseline_reset
 from edge_depth.alerts.events import AlertOutput, Origin
 from edge_depth.alerts.fall import FALL_ENTITY, FallAlerts
 from edge_depth.alerts.health import HealthMonitor
@@ -168,6 +167,3 @@ def _union(masks: Iterable[np.ndarray | None]) -> np.ndarray | None:
     union: np.ndarray = np.logical_or.reduce(given)
     return union
 
-
-# The command parsers moved to alerts.commands; service.py still imports them from here.
-__all__ = ["KINDS", "CameraAlerts", "default_entities", "parse_ack", "parse_baseline_reset"]

@@ -94,15 +94,3 @@ class HeatmapRenderer:
     def jpeg(self, depth: np.ndarray, source_size: tuple[int, int]) -> bytes:
         """:meth:`render` as JPEG bytes at the configured quality."""
         return encode_jpeg(self.render(depth, source_size), self._cfg.jpeg_quality)
-
-
-# robust_range is imported by tools/predict.py from here.
-__all__ = [
-    "COLORMAPS",
-    "HeatmapRenderer",
-    "SmoothedRange",
-    "colorize",
-    "encode_jpeg",
-    "output_size",
-    "robust_range",
-]

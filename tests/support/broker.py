@@ -1,4 +1,5 @@
-"""A real Mosquitto broker for tests (Debian's package), and a subscriber that records what it receives.
+"""A real Mosquitto broker for tests (Debian's package, started by ``edge_depth.tools.mosquitto``), and a
+subscriber that records what it receives.
 
 Fixtures: ``mqtt_broker`` (anonymous), ``mqtt_broker_auth`` (user ``edge``, password in ``.users``),
 ``mqtt_broker_tls`` (certificates in ``.tls``), and ``make_broker(...)`` for other variants. Every broker runs on a
@@ -7,12 +8,8 @@ free loopback port with its own config in a temporary directory and is stopped a
 
 from __future__ import annotations
 
-import getpass
-import signal
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +19,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-MOSQUITTO = "/usr/sbin/mosquitto"
-HOST = "127.0.0.1"
-START_DEADLINE_S = 10.0
+from edge_depth.tools import mosquitto as launcher
+from edge_depth.tools.mosquitto import ServerTls
 
 T = TypeVar("T")
 
@@ -80,18 +76,12 @@ def make_tls_files(directory: Path) -> TlsFiles:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
+class Mosquitto(launcher.Mosquitto):
+    """The package's launcher with the tests' TLS files and a full log (``log_text()`` for assertions).
 
-
-class Mosquitto:
-    """One mosquitto process on ``host:port``; ``stop()`` and ``start()`` again keep the port.
-
-    ``persistent=True`` keeps sessions and retained messages across restarts (saved on a clean stop); without it a
-    restart forgets everything, like a broker that lost its disk.
+    ``stop()`` and ``start()`` again keep the port. ``persistent=True`` keeps sessions and retained messages
+    across restarts (saved on a clean stop); without it a restart forgets everything, like a broker that lost
+    its disk.
     """
 
     def __init__(
@@ -103,98 +93,9 @@ class Mosquitto:
         require_certificate: bool = False,
         persistent: bool = False,
     ) -> None:
-        self.host = HOST
-        self.port = free_port()
-        self.users = dict(users or {})
+        server = None if tls is None else ServerTls(tls.ca, tls.server_cert, tls.server_key, require_certificate)
+        super().__init__(workdir, users=users, tls=server, persistent=persistent, log=True)
         self.tls = tls
-        self.workdir = workdir
-        self.log_file = workdir / "mosquitto.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        self._conf = self._write_config(require_certificate, persistent)
-
-    def _write_config(self, require_certificate: bool, persistent: bool) -> Path:
-        lines = [
-            f"listener {self.port} {self.host}",
-            # Run as root (CI) mosquitto would switch to its own user, who cannot read the test's files.
-            f"user {getpass.getuser()}",
-            f"persistence {'true' if persistent else 'false'}",
-            f"persistence_location {self.workdir}/",
-            f"log_dest file {self.log_file}",
-            "log_type all",
-        ]
-        if self.users:
-            passwords = self.workdir / "passwords"
-            for i, (user, password) in enumerate(self.users.items()):
-                create = ["-c"] if i == 0 else []
-                subprocess.run(["mosquitto_passwd", "-b", *create, str(passwords), user, password], check=True)
-            lines += ["allow_anonymous false", f"password_file {passwords}"]
-        else:
-            lines.append("allow_anonymous true")
-        if self.tls is not None:
-            lines += [
-                f"cafile {self.tls.ca}",
-                f"certfile {self.tls.server_cert}",
-                f"keyfile {self.tls.server_key}",
-                f"require_certificate {'true' if require_certificate else 'false'}",
-            ]
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        return conf
-
-    def start(self) -> None:
-        assert self._proc is None, "already running"
-        self._proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(self._conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + START_DEADLINE_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                stderr = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                self._proc = None
-                raise RuntimeError(f"mosquitto exited at start: {stderr.strip()} {self.log_text()[-2000:]}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.02)  # polling the port with a deadline
-        self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port} within {START_DEADLINE_S} s")
-
-    def stop(self) -> None:
-        """Stops the broker (SIGTERM, SIGKILL after 5 s); clients see the connection drop."""
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._proc.stderr:
-            self._proc.stderr.close()
-        self._proc = None
-
-    def pause(self) -> None:
-        """Freezes the broker (SIGSTOP): connections stay open but nothing is answered."""
-        assert self._proc is not None, "not running"
-        self._proc.send_signal(signal.SIGSTOP)
-
-    def kill(self) -> None:
-        """Crashes the broker (SIGKILL, works on a paused one too): nothing is saved, sockets are reset."""
-        assert self._proc is not None, "not running"
-        self._proc.kill()
-        self._proc.wait()
-        if self._proc.stderr:
-            self._proc.stderr.close()
-        self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def log_text(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
 
 @dataclass(frozen=True)
