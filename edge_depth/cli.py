@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from edge_depth.config import Config
@@ -28,15 +28,17 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
         entry["message"] = record.getMessage()
-        if record.exc_info:
+        if record.exc_text:  # already cleaned by the redacting filter
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
-def _setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+def _setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
     from edge_depth.redact import RedactingFilter
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
@@ -66,6 +68,9 @@ def _with_broker(cfg: Config, args: argparse.Namespace) -> Config:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # FFmpeg's warnings carry the reasons a camera fails ("HTTP error 401 Unauthorized"); OpenCV shows only its
+    # errors unless told. Read when cv2 is first imported, so before anything below imports it.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24")
     from edge_depth.config import ConfigError, load_config
     from edge_depth.model.engine import ModelError
     from edge_depth.model.preflight import model_problems
@@ -76,12 +81,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    _setup_logging(cfg.logging.level, cfg.logging.format)
+    from edge_depth.nativelog import native_stderr
+
+    # From here on what FFmpeg and OpenVINO print goes through logging too (JSON stays JSON, URLs redacted).
+    _setup_logging(cfg.logging.level, cfg.logging.format, native_stderr.install())
     import cv2
 
-    # OpenCV's own warnings ("Stream timeout triggered") bypass logging; the capture threads report those
-    # conditions themselves, once, redacted.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    # OpenCV passes FFmpeg's warnings on at its own WARNING level; they reach the log through the native
+    # capture above (redacted, repeats folded) and explain camera failures.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
     service = Service(cfg)
     service.install_signal_handlers()
     try:

@@ -18,7 +18,7 @@ import pytest
 
 from edge_depth.capture.hub import FrameHub
 from edge_depth.capture.reader import CameraReader, CaptureState
-from edge_depth.capture.sources import Source, SourceError, open_source
+from edge_depth.capture.sources import Source, SourceError, explain, open_source
 from edge_depth.config import CameraConfig
 from edge_depth.frames import Frame
 from tests.support.rtsp import RtspServer
@@ -439,3 +439,20 @@ def test_unreachable_rtsp_url_never_shows_its_password(
     native_out, native_err = capfd.readouterr()  # what OpenCV and FFmpeg printed themselves
     for text in (caplog.text, repr(states.states), repr(state), native_out, native_err):
         assert "pw-Zq8v" not in text
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (["[tcp] Connection to tcp://127.0.0.1:9?timeout=0 failed: Connection refused"], "connection refused"),
+        (["[rtsp] method DESCRIBE failed: 404 Not Found"], "not found (404)"),
+        (["[http] HTTP error 401 Unauthorized"], "unauthorized (401)"),
+        (["[mov,mp4,m4a,3gp,3g2,mj2] moov atom not found"], "no video stream"),
+        (["[tcp] Connection to tcp://cam.lan:554 failed: Connection timed out"], "timed out"),
+        (["[ERROR] something else entirely"], None),
+        ([], None),
+    ],
+)
+def test_ffmpeg_messages_become_reasons(lines: list[str], reason: str | None) -> None:
+    explained = explain(lines)
+    assert explained == reason or (reason is not None and explained is not None and explained.startswith(reason))

@@ -20,6 +20,7 @@ Sources and their openers are in ``sources``, the hub in ``hub``. Capture never 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 
 from edge_depth.capture.hub import FrameHub
-from edge_depth.capture.sources import Source, SourceError, one_line, open_source
+from edge_depth.capture.sources import Source, SourceError, one_line, open_source, read_failure_reason
 from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import Frame
 
@@ -237,9 +238,11 @@ class CameraReader:
                 delay = self._cfg.reconnect.initial_s  # frames flowed: the source works again
             self._abandon_session()
             state: StateName = "reconnecting" if self._ever_online else "error"
-            log.warning("camera %s: %s; retrying in %.1f s", self._name, outcome.error, delay)
+            # +-20 %: cameras that failed together (a switch rebooted) do not all retry in the same instant
+            pause = delay * random.uniform(0.8, 1.2)
+            log.warning("camera %s: %s; retrying in %.1f s", self._name, outcome.error, pause)
             self._set_state(state, outcome.error)
-            if self._stop.wait(delay):
+            if self._stop.wait(pause):
                 return
             delay = min(delay * 2, self._cfg.reconnect.max_s)
             with self._lock:
@@ -313,7 +316,8 @@ class CameraReader:
                     continue
                 if is_file and session.frames:
                     return _Outcome("ended")
-                return _Outcome("failed", f"no frame from {self._source.display} (stream ended or read failed)")
+                why = read_failure_reason(self._source, session.last_progress) or "stream ended or read failed"
+                return _Outcome("failed", f"no frame from {self._source.display} ({why})")
             now = self._clock()
             self._count_frame(session, now)
             if limit:

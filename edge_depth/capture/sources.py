@@ -9,8 +9,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +18,11 @@ import cv2
 
 from edge_depth.config.schema import CameraConfig
 from edge_depth.config.sources import SourceKind, classify_source
+from edge_depth.nativelog import native_stderr
 from edge_depth.redact import redact_url
 
 _FFMPEG_OPTIONS_VAR = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_FLUSH_WAIT_S = 0.5  # after a failed open, how long to wait for FFmpeg's explanation to come through the pipe
 
 
 class SourceError(Exception):
@@ -30,6 +32,54 @@ class SourceError(Exception):
 def one_line(text: str) -> str:
     """``text`` redacted and folded to a single line (OpenCV errors span several)."""
     return re.sub(r"\s+", " ", redact_url(text)).strip()
+
+
+# What FFmpeg and OpenCV print when a source fails, and the reason a user can act on. First match wins.
+_REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), reason)
+    for pattern, reason in (
+        (r"\b401\b|unauthori[sz]ed", "unauthorized (401): check the user name and password"),
+        (r"\b403\b|forbidden", "forbidden (403)"),
+        (r"\b404\b", "not found (404): check the path of the URL"),
+        (r"connection refused", "connection refused: nothing listens on that host and port"),
+        (r"no route to host|network is unreachable", "no route to host"),
+        (r"name or service not known|temporary failure in name resolution|failed to resolve", "host name not found"),
+        (r"timed out|immediate exit requested", "timed out"),
+        (
+            r"invalid data found|could not find codec|no video stream|does not contain any stream|moov atom not found",
+            "no video stream",
+        ),
+        (r"end of file|\beof\b", "stream ended"),
+    )
+)
+
+
+def explain(lines: list[str]) -> str | None:
+    """The reason a source failed, from what FFmpeg/OpenCV printed meanwhile (newest line first); None if unknown."""
+    for line in reversed(lines):
+        for pattern, reason in _REASONS:
+            if pattern.search(line):
+                return reason
+    return None
+
+
+# OpenCV's FFmpeg backend opens one capture at a time (a lock of its own, measured: an open queued behind a
+# hung one waits for its timeout). Taking that turn explicitly costs nothing more, and makes everything FFmpeg
+# prints during an open that open's own: its messages rarely name the URL ("method DESCRIBE failed: 404").
+# It also guards OPENCV_FFMPEG_CAPTURE_OPTIONS, which is process-wide and read at open.
+_open_turn = threading.Lock()
+
+
+def _host_port(source: Source) -> str | None:
+    found = re.search(r"://(?:[^@/]*@)?([^/?#]+)", str(source.target))
+    return found.group(1) if found else None
+
+
+def read_failure_reason(source: Source, since: float) -> str | None:
+    """Why reading ``source`` stopped, from what FFmpeg printed since ``since`` that names its host and port
+    (other cameras read meanwhile, so an anonymous line may be theirs); None if it said nothing."""
+    host = _host_port(source)
+    return explain([line for _, line in native_stderr.lines_since(since) if host and host in line])
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,38 +101,6 @@ class Source:
         return Source(kind, source, redact_url(str(source)))
 
 
-class _FfmpegOptions:
-    """Serialises OPENCV_FFMPEG_CAPTURE_OPTIONS, which OpenCV's FFmpeg backend reads when a capture opens.
-
-    The variable is process-wide, so cameras that want different RTSP transports must not open at the
-    same time. Opens that want the value currently set run concurrently (the usual case: every camera
-    on TCP); one that wants another value waits until no open is in flight.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._value: str | None = None
-        self._in_flight = 0
-
-    @contextmanager
-    def use(self, value: str) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._in_flight == 0 or self._value == value)
-            if self._value != value:
-                os.environ[_FFMPEG_OPTIONS_VAR] = value
-                self._value = value
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
-
-
-_ffmpeg_options = _FfmpegOptions()
-
-
 def open_source(cfg: CameraConfig) -> cv2.VideoCapture:
     """An opened ``cv2.VideoCapture`` for ``cfg.source``, or ``SourceError`` with a one-line redacted reason.
 
@@ -92,11 +110,21 @@ def open_source(cfg: CameraConfig) -> cv2.VideoCapture:
     opener = _OPENERS.get(source.kind)
     if opener is None:
         raise SourceError(f"{source.kind} {source.display} is not a camera OpenCV opens")
-    cap = opener(source, cfg)
-    if not cap.isOpened():
-        cap.release()
-        raise SourceError(f"cannot open {source.kind} {source.display}")
-    return cap
+    with _open_turn:
+        started = time.monotonic()
+        cap = opener(source, cfg)
+        if cap.isOpened():
+            return cap
+        waited = time.monotonic() - started
+        native_stderr.flush(timeout=_FLUSH_WAIT_S)
+        said = [line for _, line in native_stderr.lines_since(started)]
+    cap.release()
+    reason = explain(said)
+    if reason is None and source.kind == "stream" and waited >= 0.9 * cfg.open_timeout_s:
+        reason = f"timed out after {waited:.1f} s"  # FFmpeg gives up silently when its interrupt callback fires
+    if source.kind == "file" and reason in (None, "no video stream"):
+        reason = "not a video file OpenCV can decode"
+    raise SourceError(f"cannot open {source.kind} {source.display}" + (f": {reason}" if reason else ""))
 
 
 def _open_device(source: Source, _cfg: CameraConfig) -> cv2.VideoCapture:
@@ -120,8 +148,8 @@ def _ffmpeg_timeouts(cfg: CameraConfig) -> list[int]:
 
 def _open_stream(source: Source, cfg: CameraConfig) -> cv2.VideoCapture:
     """FFmpeg with open/read timeouts and ``cfg.rtsp_transport`` (TCP by default: it survives lossy links)."""
-    with _ffmpeg_options.use(f"rtsp_transport;{cfg.rtsp_transport}"):
-        return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, _ffmpeg_timeouts(cfg))
+    os.environ[_FFMPEG_OPTIONS_VAR] = f"rtsp_transport;{cfg.rtsp_transport}"  # read at open, under _open_turn
+    return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, _ffmpeg_timeouts(cfg))
 
 
 def _open_file(source: Source, cfg: CameraConfig) -> cv2.VideoCapture:
