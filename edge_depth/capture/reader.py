@@ -20,7 +20,6 @@ Sources and their openers are in ``sources``, the hub in ``hub``. Capture never 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -238,11 +237,9 @@ class CameraReader:
                 delay = self._cfg.reconnect.initial_s  # frames flowed: the source works again
             self._abandon_session()
             state: StateName = "reconnecting" if self._ever_online else "error"
-            # +-20 %: cameras that failed together (a switch rebooted) do not all retry in the same instant
-            pause = delay * random.uniform(0.8, 1.2)
-            log.warning("camera %s: %s; retrying in %.1f s", self._name, outcome.error, pause)
+            log.warning("camera %s: %s; retrying in %.1f s", self._name, outcome.error, delay)
             self._set_state(state, outcome.error)
-            if self._stop.wait(pause):
+            if self._stop.wait(delay):
                 return
             delay = min(delay * 2, self._cfg.reconnect.max_s)
             with self._lock:
