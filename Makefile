@@ -29,7 +29,7 @@ help:
 	@echo "               WEIGHTS=file.pt or ONNX=model-small.onnx to convert local weights, FORCE=1 to redo"
 	@echo "make run       install, convert the model if missing, run the daemon with $(CONFIG) (broker: localhost:1883)"
 	@echo "make test      the test suite (needs mosquitto, ffmpeg and GStreamer's RTSP server: see .ci/run)"
-	@echo "make lint      ruff and mypy"
+	@echo "make lint      ruff, mypy (package and tests) and the import contracts (lint-imports)"
 	@echo "make bench     benchmark command (edge-depth bench)"
 	@echo "make install-service   (as root) runtime-only install under $(PREFIX)/lib/edge-depth, config in"
 	@echo "               /etc/edge-depth, systemd unit enabled and started; DESTDIR=dir stages it instead"
@@ -65,6 +65,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 install-service: $(MODELS)/midas_small_int8.xml
 	PREFIX='$(PREFIX)' DESTDIR='$(DESTDIR)' MODELS='$(MODELS)' ACCELERATORS='$(ACCELERATORS)' bash systemd/install.sh

@@ -76,7 +76,7 @@ def test_predict_writes_heatmaps_and_raw_depth_for_photos(tmp_path: Path, int8_i
     for photo in photos:
         heat = cv2.imread(str(tmp_path / f"{photo.stem}_depth.jpg"))
         source = cv2.imread(str(photo))
-        assert heat is not None and heat.shape == source.shape
+        assert heat is not None and source is not None and heat.shape == source.shape
         raw = np.load(tmp_path / f"{photo.stem}_depth.npy")
         assert raw.dtype == np.float32 and raw.shape[1] == 256  # the model's resolution, longer side 256
 

@@ -73,7 +73,7 @@ def test_installed_entry_point_checks_the_config_and_predicts_without_torch(stag
     assert predict.returncode == 0, predict.stderr
     heatmap = cv2.imread(str(out / "kazuhito00_sample_depth.jpg"))
     source = cv2.imread(str(photo))
-    assert heatmap is not None and heatmap.shape == source.shape
+    assert heatmap is not None and source is not None and heatmap.shape == source.shape
 
 
 def test_installing_again_keeps_the_users_config(staged: Path, synthetic_ir_dir: Path) -> None:
