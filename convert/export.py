@@ -23,6 +23,8 @@ from edge_depth.model.contract import INPUT_NAME, OUTPUT_NAME, PIXEL_SCALE, Mode
 if TYPE_CHECKING:
     import torch
 
+_NCHW_RANK = 4  # (1, C, H, W)
+
 
 @contextmanager
 def _root_logging_kept() -> Iterator[None]:
@@ -67,7 +69,7 @@ def onnx_to_ov(path: Path, size: tuple[int, int]) -> ov.Model:
     except Exception as exc:  # OpenVINO's frontends raise their own types for every kind of bad file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConvertError(f"{path}: not an ONNX model OpenVINO can read: {reason[:160]}") from exc
-    if len(converted.inputs) != 1 or len(converted.outputs) != 1 or converted.input(0).partial_shape.rank != 4:
+    if len(converted.inputs) != 1 or len(converted.outputs) != 1 or converted.input(0).partial_shape.rank != _NCHW_RANK:
         raise ConvertError(f"{path}: expected one (1, 3, H, W) input and one output, as MiDaS v2.1 small has")
     try:
         converted.reshape([1, 3, height, width])
@@ -97,7 +99,7 @@ def with_preprocessing(model: ov.Model, spec: ModelSpec) -> ov.Model:
     # (x / 255 - mean) / std == (x - 255 mean) / (255 std): one subtraction and one multiplication
     steps.mean([PIXEL_SCALE * m for m in spec.mean]).scale([PIXEL_SCALE * s for s in spec.std])
     output = ppp.output()
-    if model.output(0).partial_shape.rank == 4:
+    if model.output(0).partial_shape.rank == _NCHW_RANK:
         # the daemon's depth is (1, H, W): drop the single channel inside the IR
         output.postprocess().custom(lambda node: ov.opset13.squeeze(node, [1]).output(0))
     output.tensor().set_element_type(ov.Type.f32)

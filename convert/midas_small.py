@@ -14,7 +14,7 @@ eps 1e-3, ReLU6, channel multiplier 1.2, depth multiplier 1.4) and an expanded R
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 -- PyTorch's own spelling, as every model file writes it
 from torch import nn
 
 # BatchNorm epsilon of the TensorFlow-ported EfficientNet weights ("tf_" variants in gen-efficientnet).

@@ -14,6 +14,7 @@ import torch
 from convert.midas_small import MidasSmall
 
 GOLDEN_SEED = 20261121
+_CONV_WEIGHT_RANK = 4  # (out, in, kh, kw): He-initialised like the recipe
 
 
 def synthetic_state_dict(seed: int = GOLDEN_SEED) -> OrderedDict[str, torch.Tensor]:
@@ -28,7 +29,7 @@ def synthetic_state_dict(seed: int = GOLDEN_SEED) -> OrderedDict[str, torch.Tens
             t = torch.rand(shape, generator=g) + 0.5
         elif name.endswith("running_mean"):
             t = torch.randn(shape, generator=g) * 0.1
-        elif len(shape) == 4:
+        elif len(shape) == _CONV_WEIGHT_RANK:
             t = torch.randn(shape, generator=g) * (2 / (shape[1] * shape[2] * shape[3])) ** 0.5
             if name == "scratch.output_conv.4.weight":
                 t = t.abs()  # keeps the final ReLU from zeroing the whole output
