@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.publish as paho_publish
 import pytest
@@ -32,7 +32,14 @@ DEADLINE_S = 20.0
 PublisherFactory = Callable[..., MqttPublisher]
 
 
-def mqtt_config(broker: Mosquitto, **overrides: Any) -> MqttConfig:
+class Address(Protocol):
+    """Where a publisher connects: a ``Mosquitto``, or any other server on loopback."""
+
+    host: str
+    port: int
+
+
+def mqtt_config(broker: Address, **overrides: Any) -> MqttConfig:
     """A config for ``broker`` with a fast backoff (1 s to 2 s) so that reconnects happen within a test."""
     values: dict[str, Any] = {
         "host": broker.host,
@@ -51,7 +58,7 @@ def mqtt_config(broker: Mosquitto, **overrides: Any) -> MqttConfig:
 def make_publisher() -> Iterator[PublisherFactory]:
     publishers: list[MqttPublisher] = []
 
-    def make(broker: Mosquitto, **overrides: Any) -> MqttPublisher:
+    def make(broker: Address, **overrides: Any) -> MqttPublisher:
         publisher = MqttPublisher(mqtt_config(broker, **overrides), TOPICS)
         publishers.append(publisher)
         publisher.start()
@@ -364,3 +371,155 @@ def test_bad_topics_are_refused_before_they_reach_the_outbox(
     with pytest.raises(ValueError, match=re.escape(culprit)):
         call(publisher)
     assert publisher.stats().alerts_queued == 0
+
+
+def alert_payload(alert_id: str, step: str, severity: str = "warning", kind: str = "obstacle") -> bytes:
+    """The fields of an alert event (``edge_depth.alerts.events``) that the outbox and a subscriber look at."""
+    return json.dumps({"id": alert_id, "type": step, "kind": kind, "camera": "porch", "severity": severity}).encode()
+
+
+def lifecycles(messages: list[Any]) -> list[tuple[str, str]]:
+    return [(event["id"], event["type"]) for event in (json.loads(m.payload) for m in messages)]
+
+
+def test_a_long_outage_with_a_small_outbox_keeps_every_alert_lifecycle_whole(
+    make_broker: BrokerFactory, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Outage with max_queued_alerts 10: five obstacle zones updating all the time, two falls. Before the outbox
+    # had a policy, both falls were evicted whole, an obstacle lost its end and another arrived without its new.
+    caplog.set_level(logging.INFO)
+    broker = make_broker(persistent=True)
+    publisher = make_publisher(broker, max_queued_alerts=10)
+    alert = TOPICS.alert("porch")
+    watcher = MqttRecorder.for_broker(broker, alert, client_id="lifecycle-watcher", clean_session=False)
+    try:
+        assert publisher.connected.wait(DEADLINE_S)
+        assert publisher.publish(alert, alert_payload("obstacle-1", "new"), qos=1)
+        watcher.wait_for(lambda ms: len(ms) == 1)
+
+        broker.stop()
+        wait_until(lambda: not publisher.connected.is_set(), "the publisher to notice the broker is gone")
+        publisher.publish(alert, alert_payload("fall-1", "new", "critical", "fall"), qos=1)
+        for zone in range(2, 6):
+            publisher.publish(alert, alert_payload(f"obstacle-{zone}", "new"), qos=1)
+        for _ in range(30):
+            for zone in range(1, 6):
+                publisher.publish(alert, alert_payload(f"obstacle-{zone}", "update"), qos=1)
+        publisher.publish(alert, alert_payload("fall-1", "end", "critical", "fall"), qos=1)
+        publisher.publish(alert, alert_payload("fall-2", "new", "critical", "fall"), qos=1)
+        publisher.publish(alert, alert_payload("obstacle-1", "end"), qos=1)
+        for zone in range(2, 6):  # the outbox is full of news and ends by now: whole obstacle alerts go
+            publisher.publish(alert, alert_payload(f"obstacle-{zone}", "end"), qos=1)
+        publisher.publish(alert, alert_payload("fall-2", "end", "critical", "fall"), qos=1)
+        stats = publisher.stats()
+        assert 0 < stats.alerts_queued <= 10
+        assert stats.alerts_coalesced >= 5 * 29  # only the latest update per alert is ever kept
+        queued = stats.alerts_queued
+
+        broker.start()
+        watcher.wait_for(lambda ms: ("fall-2", "end") in lifecycles(ms))
+        wait_until(lambda: publisher.stats().alerts_queued == 0, "the outbox to be flushed")
+    finally:
+        watcher.close()
+
+    received = lifecycles(watcher.on(alert))
+    assert len(received) == len(set(received)), received  # none twice
+    for fall in ("fall-1", "fall-2"):
+        assert [r for r in received if r[0] == fall] == [(fall, "new"), (fall, "end")], received
+    assert received[0] == ("obstacle-1", "new")
+    assert ("obstacle-1", "end") in received  # delivered new before the outage: its end must come
+    seen_new: set[str] = set()
+    for alert_id, step in received:
+        if step == "new":
+            seen_new.add(alert_id)
+        else:
+            assert alert_id in seen_new, f"{step} of {alert_id} without its new: {received}"
+    assert all(step != "update" for _, step in received[1:]), "an update was kept while news and ends went"
+    where = f"{broker.host}:{broker.port}"
+    (overflow,) = records(caplog, logging.WARNING, f"MQTT broker {where} away and 10 alerts queued")
+    assert "superseded updates first" in overflow.getMessage()
+    assert records(caplog, logging.INFO, f"sent {queued} queued alerts")
+
+
+def test_a_retained_command_is_never_run_and_reported_once(
+    make_broker: BrokerFactory, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = make_broker(persistent=True)
+    topic = TOPICS.baseline_reset("porch")
+    # Someone sent the command with -r: the broker keeps it and hands it to every new subscription.
+    paho_publish.single(topic, b"{}", qos=1, retain=True, hostname=broker.host, port=broker.port)
+    commands: list[bytes] = []
+    got_command = threading.Event()
+
+    def on_reset(topic: str, payload: bytes) -> None:
+        commands.append(payload)
+        got_command.set()
+
+    publisher = make_publisher(broker)
+    publisher.subscribe(topic, on_reset)
+    wait_until(lambda: publisher.stats().commands_refused == 1, "the retained command to be refused")
+
+    # At every reconnect the broker sends it again: still refused, not reported again.
+    broker.stop()
+    wait_until(lambda: not publisher.connected.is_set(), "the publisher to notice the broker is gone")
+    broker.start()
+    wait_until(lambda: publisher.stats().commands_refused == 2, "the retained command to be refused again")
+
+    # A live command (even one sent with -r, which a subscriber already there gets without the flag) runs.
+    paho_publish.single(topic, b"{}", qos=1, hostname=broker.host, port=broker.port)
+    assert got_command.wait(DEADLINE_S)
+    assert commands == [b"{}"]
+    (warning,) = records(caplog, logging.WARNING, "retained")
+    text = warning.getMessage()
+    assert topic in text
+    assert f"mosquitto_pub -h {broker.host} -p {broker.port} -r -n -t '{topic}'" in text
+
+
+def test_oversized_commands_are_refused_before_the_handler_with_one_line(
+    mqtt_broker: Mosquitto, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = make_publisher(mqtt_broker)
+    topic = TOPICS.alert_ack("porch")
+    received: list[bytes] = []
+    done = threading.Event()
+
+    def handler(topic: str, payload: bytes) -> None:
+        received.append(payload)
+        if payload == b"last":
+            done.set()
+
+    publisher.subscribe(topic, handler)
+    assert publisher.connected.wait(DEADLINE_S)
+    big = b"x" * 4097
+    # One connection, QoS 1: delivered in this order, so "last" arriving means the others were seen.
+    paho_publish.multiple(
+        [
+            {"topic": topic, "payload": big, "qos": 1},
+            {"topic": topic, "payload": b"x" * 4096, "qos": 1},
+            {"topic": topic, "payload": big, "qos": 1},
+            {"topic": topic, "payload": b"x" * 60_000, "qos": 1},
+            {"topic": topic, "payload": b"last", "qos": 1},
+        ],
+        hostname=mqtt_broker.host,
+        port=mqtt_broker.port,
+    )
+    assert done.wait(DEADLINE_S)
+    assert received == [b"x" * 4096, b"last"]
+    assert publisher.stats().commands_refused == 3
+    (line,) = records(caplog, logging.WARNING, f"ignored a message of 4097 bytes on {topic}")
+    assert "larger than the 4096 bytes allowed" in line.getMessage()
+    assert len(records(caplog, logging.WARNING, "ignored a message")) == 1  # the next two within the minute
+
+
+def test_a_retained_home_assistant_status_is_ignored_quietly(
+    mqtt_broker: Mosquitto, make_publisher: PublisherFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    paho_publish.single(
+        TOPICS.homeassistant_status, b"online", retain=True, hostname=mqtt_broker.host, port=mqtt_broker.port
+    )
+    calls: list[bytes] = []
+    publisher = make_publisher(mqtt_broker)
+    publisher.subscribe(TOPICS.homeassistant_status, lambda t, p: calls.append(p), max_payload=64, warn_retained=False)
+    wait_until(lambda: publisher.stats().commands_refused == 1, "the retained status to be ignored")
+    assert calls == []
+    assert not records(caplog, logging.WARNING, "retained")

@@ -1,11 +1,13 @@
 """A Mosquitto broker of our own: started on a free loopback port with a config written for it, stopped at the end.
 
 ``edge-depth bench`` runs one for its measurements (``private_broker``) and the tests build their brokers on
-``Mosquitto`` (plain, with passwords, with TLS, persistent; paused, killed and restarted on the same port).
+``Mosquitto`` (plain, with passwords, with TLS, persistent, bridged to another; paused, killed and restarted on
+the same port). ``SilentServer`` is the other kind of fault: a port that accepts connections and never answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import signal
@@ -14,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,7 @@ class Mosquitto:
     ``persistent``: sessions and retained messages survive a restart (saved on a clean stop); without it a
     restart forgets everything, like a broker that lost its disk. ``log``: every packet logged to
     ``workdir/mosquitto.log`` (for tests that look at what the broker saw; off for benchmarks, where it costs CPU).
+    ``extra_config``: lines appended to the generated config, e.g. a bridge section (``bridge_config``).
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Mosquitto:
         persistent: bool = False,
         log: bool = False,
         host: str = LOOPBACK,
+        extra_config: Sequence[str] = (),
     ) -> None:
         executable = find_mosquitto()
         if executable is None:
@@ -84,6 +88,7 @@ class Mosquitto:
         self.workdir = workdir
         self.log_file = workdir / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.extra_config = tuple(extra_config)
         workdir.mkdir(parents=True, exist_ok=True)
         self._conf = self._write_config(persistent, log)
 
@@ -112,6 +117,8 @@ class Mosquitto:
                 f"keyfile {tls.key}",
                 f"require_certificate {'true' if tls.require_certificate else 'false'}",
             ]
+        # Last: a bridge section ("connection ...") takes every line after it as its own.
+        lines += self.extra_config
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
@@ -196,3 +203,76 @@ def private_broker() -> Iterator[tuple[str, int]]:
             yield broker.host, broker.port
         finally:
             broker.stop()
+
+
+def bridge_config(
+    template: str, *, address: str, replace: Mapping[str, str] | None = None, drop: Sequence[str] = ()
+) -> list[str]:
+    """The directives of a bridge config file (``config/mosquitto-bridge.conf``), ready for ``extra_config``.
+
+    Comments and blank lines go; ``address`` replaces the remote's; ``replace``: directive -> new value;
+    ``drop``: directives left out (those the launcher writes itself, such as ``listener`` or ``persistence``).
+    """
+    values = {"address": address, **(replace or {})}
+    lines = []
+    for raw in template.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        directive = line.split(maxsplit=1)[0]
+        if directive in drop:
+            continue
+        lines.append(f"{directive} {values[directive]}" if directive in values else line)
+    return lines
+
+
+class SilentServer:
+    """A TCP port on loopback that accepts every connection and never sends a byte (a hung broker, or some other
+    server behind the MQTT port); ``accepted`` holds the ``time.monotonic()`` of each accepted connection."""
+
+    def __init__(self, host: str = LOOPBACK) -> None:
+        self.host = host
+        self._sock = socket.create_server((host, 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.accepted: list[float] = []
+        self._cond = threading.Condition()
+        self._clients: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=f"silent-server-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:  # closed
+                return
+            with self._cond:
+                if self._closed:
+                    client.close()
+                    return
+                self._clients.append(client)  # kept open, never read: the peer waits for an answer
+                self.accepted.append(time.monotonic())
+                self._cond.notify_all()
+
+    def wait_for_connections(self, count: int, timeout: float) -> bool:
+        """True once ``count`` connections were accepted, False after ``timeout`` s."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.accepted) >= count, timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            clients, self._clients = self._clients, []
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(), which close() alone does not
+        self._sock.close()
+        for client in clients:
+            client.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

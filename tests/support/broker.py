@@ -8,9 +8,10 @@ free loopback port with its own config in a temporary directory and is stopped a
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,6 +77,38 @@ def make_tls_files(directory: Path) -> TlsFiles:
     )
 
 
+def make_server_cert(tls: TlsFiles, name: str, san: str, *, expired: bool = False) -> TlsFiles:
+    """``tls`` with another server certificate signed by the same CA: for ``san`` (e.g. ``DNS:elsewhere.invalid``
+    for a wrong host name), and with ``expired`` valid only for a day in 2020. ``openssl x509`` cannot back-date a
+    certificate, ``openssl ca`` can (with a throwaway CA database)."""
+    directory = tls.ca.parent
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    (directory / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+    openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=edge-depth test {name}",
+    )  # fmt: skip
+    database = directory / f"{name}-db"
+    database.mkdir(exist_ok=True)
+    (database / "index.txt").write_text("")
+    (database / "serial").write_text("1000\n")
+    (directory / f"{name}-ca.cnf").write_text(
+        "[ca]\ndefault_ca = test\n"
+        f"[test]\ndatabase = {database}/index.txt\nserial = {database}/serial\nnew_certs_dir = {database}\n"
+        "default_md = sha256\npolicy = any\nunique_subject = no\n"
+        "[any]\ncommonName = supplied\n"
+    )
+    dates = ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"] if expired else ["-days", "2"]
+    openssl(
+        "ca", "-batch", "-notext", "-config", f"{name}-ca.cnf", "-cert", "ca.crt", "-keyfile", "ca.key",
+        "-in", f"{name}.csr", "-out", f"{name}.crt", "-extfile", f"{name}.ext", *dates,
+    )  # fmt: skip
+    return dataclasses.replace(tls, server_cert=directory / f"{name}.crt", server_key=directory / f"{name}.key")
+
+
 class Mosquitto(launcher.Mosquitto):
     """The package's launcher with the tests' TLS files and a full log (``log_text()`` for assertions).
 
@@ -92,9 +125,10 @@ class Mosquitto(launcher.Mosquitto):
         tls: TlsFiles | None = None,
         require_certificate: bool = False,
         persistent: bool = False,
+        extra_config: Sequence[str] = (),
     ) -> None:
         server = None if tls is None else ServerTls(tls.ca, tls.server_cert, tls.server_key, require_certificate)
-        super().__init__(workdir, users=users, tls=server, persistent=persistent, log=True)
+        super().__init__(workdir, users=users, tls=server, persistent=persistent, log=True, extra_config=extra_config)
         self.tls = tls
 
 
