@@ -10,7 +10,18 @@ from typing import Any
 
 from edge_depth.alerts.camera import CameraAlerts
 from edge_depth.config.alerts import CameraAlertsConfig
-from tests.support.scenes import Box, Run, Timeline, frames, keyframes, load_scene, person, posture, replay
+from tests.support.scenes import (
+    Box,
+    Run,
+    Timeline,
+    combine,
+    frames,
+    keyframes,
+    load_scene,
+    person,
+    posture,
+    replay,
+)
 
 SCENE = "nyu_00122"
 STANDING = person(0.3, 0.92, 0.6, 1.5)
@@ -117,3 +128,21 @@ def test_lying_down_inside_an_exclusion_is_not_a_fall() -> None:
     camera = CameraAlerts("cam", CameraAlertsConfig.model_validate({"fall": {"enabled": True}, "exclusions": [bed]}))
     assert run(transition(LYING, 10.0, 0.7, 0), 20, camera).events() == []
     assert run(transition(LYING, 10.0, 0.7, 0), 20).types(kind="fall") == ["new"]  # control: without the bed
+
+
+def test_a_fall_event_carries_its_evidence() -> None:
+    new = run(transition(LYING, 10.0, 0.7, 0), 14).events(kind="fall")[0]
+    evidence = new.payload()["evidence"]
+    assert isinstance(evidence, dict)
+    assert evidence["drop_speed"] > 1.0  # standing heights per second: 0.75 of the height in 0.7 s
+    assert 0.5 <= evidence["drop"] <= 0.9 and evidence["aspect"] >= 1.2 and evidence["height"] <= 0.6
+    assert 2.0 <= evidence["down_s"] <= 2.5 and 0.5 <= evidence["standing_height"] <= 0.7
+
+
+def test_a_passer_by_neither_ends_a_fall_nor_reads_as_one() -> None:
+    """Regions are tracked: a taller person walking past a fallen one is not the fallen one getting up."""
+    passer = person(0.85, 0.95, 0.75, 1.2)
+    walk = keyframes((16.0, passer), (18.0, passer.moved(dx=-0.2)), (18.01, None))
+    result = run(combine(transition(LYING, 10.0, 0.7, 0), walk), 22)
+    assert result.types(kind="fall") == ["new"]
+    assert result.changes("fall") == [True]

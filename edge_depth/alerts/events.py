@@ -27,6 +27,14 @@ Alert events (JSON on ``<prefix>/<camera>/alert``, QoS 1, not retained), :meth:`
                      again) or ``acknowledged``; null otherwise
 ==================== ===================================================================================
 
+Fall events also carry ``evidence``, what the detector measured on the fall (to tune its settings by):
+``drop_speed`` (fastest descent of the region's top edge over 0.5 s during the drop, standing heights per
+second), ``drop`` (how far the top edge came down, fraction of the standing height), ``aspect`` (width /
+height in pixels of the fallen region) and ``height`` (its height, fraction of the standing height) when it
+was first seen down, ``floor_gap`` (how far its top stood out in depth from what is behind it, fraction of
+what the standing person's top did; null when the standing person hardly stood out), ``standing_height``
+(image heights) and ``down_s`` (seconds down by this event's frame). Obstacle events have no ``evidence`` key.
+
 ``nearest``, ``occupied_fraction``, ``bbox`` and ``centroid`` are measured on the frame of each ``new`` and
 ``update``; an ``end`` repeats the last measured ones (the zone is empty by then) with a fresh ``last_seen``.
 
@@ -70,10 +78,11 @@ class AlertEvent:
     latched: bool
     acknowledged: bool
     reason: str | None = None
+    evidence: FallEvidence | None = None
 
     def payload(self) -> dict[str, object]:
         """The JSON-ready dict published on ``<prefix>/<camera>/alert``."""
-        return {
+        payload: dict[str, object] = {
             "id": self.id,
             "type": self.type,
             "kind": self.kind,
@@ -92,6 +101,38 @@ class AlertEvent:
             "latched": self.latched,
             "acknowledged": self.acknowledged,
             "reason": self.reason,
+        }
+        if self.evidence is not None:
+            payload["evidence"] = self.evidence.payload()
+        return payload
+
+
+@dataclass(frozen=True, slots=True)
+class FallEvidence:
+    """What the fall detector measured on one fall (see the module docstring for the payload keys).
+
+    ``drop_speed``: standing heights per second; ``drop``, ``height``: fractions of the standing height;
+    ``aspect``: width / height in pixels; ``floor_gap``: fraction of the standing top's depth gap, None when
+    unknown; ``standing_height``: image heights (0..1); ``down_s``: seconds since the region was first down.
+    """
+
+    drop_speed: float
+    drop: float
+    aspect: float
+    height: float
+    floor_gap: float | None
+    standing_height: float
+    down_s: float
+
+    def payload(self) -> dict[str, float | None]:
+        return {
+            "drop_speed": round(self.drop_speed, 3),
+            "drop": round(self.drop, 3),
+            "aspect": round(self.aspect, 3),
+            "height": round(self.height, 3),
+            "floor_gap": _rounded(self.floor_gap, 3),
+            "standing_height": round(self.standing_height, 4),
+            "down_s": round(self.down_s, 2),
         }
 
 
@@ -140,6 +181,7 @@ class OpenAlert:
     last_seen: float
     stats: Stats
     acknowledged: bool = False
+    evidence: FallEvidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +229,7 @@ class Origin:
             latched=latched,
             acknowledged=alert.acknowledged,
             reason=reason,
+            evidence=alert.evidence,
         )
 
 

@@ -1,51 +1,81 @@
-"""Fall detection on the main foreground region (baseline mode).
+"""Fall detection on tracked foreground regions (baseline mode).
 
-Each frame, the largest connected region of foreground (pixels clearly nearer than the baseline, outside
-exclusions) is measured on a 4x subsampled grid: its bounding box, centroid, area and aspect ratio
-(width / height in pixels). A fall is:
+Each frame, the connected regions of foreground (pixels clearly nearer than the baseline, outside
+exclusions) are measured on a 4x subsampled grid: bounding box, centroid, area, aspect ratio (width / height
+in pixels) and *top gap*, how much nearer than the empty scene the region's top rows are (baseline-range
+units). Regions are *tracked*: each track continues with the region that best overlaps its last box within
+one body length (a falling person lands within their own length of where they stood); a region that splits
+off inside a track's reach inherits that track's history; others start tracks of their own, so a passer-by
+never reads as a drop of someone else. A fall is, on one track:
 
-1. a *fast drop*: the region was upright (aspect <= ``upright_aspect``) within the last ``drop_window_s``,
-   and its top edge has since dropped at ``min_drop_speed`` image heights per second or faster (measured
-   from the last frame at which it still stood at its full height), with its centroid lower by at least
-   ``min_centroid_drop`` of the standing height;
-2. ending *low and wide*: aspect >= ``lying_aspect`` and height <= ``max_lying_height`` x standing height;
-3. *staying down* for ``confirm_s``.
+1. a *drop*: within ``drop_window_s``, the track's top edge came down from its highest point (the
+   *standing* region, whatever its posture: standing or sitting on a chair) by at least ``min_drop`` of
+   the standing height, its centroid by ``min_centroid_drop``, and the top fell at ``min_drop_speed``
+   standing heights per second or faster over the fastest 0.5 s of the drop (measured over the drop
+   itself: a slow lean before it does not count against it);
+2. ending *down*: at most ``max_lying_height`` of the standing height and one of: lying shape (aspect
+   >= ``lying_aspect``), very low (height <= ``low_height`` x standing, a body lying along the line of
+   sight, whose outline is about as tall as wide), or *near the floor* in depth (top gap <= ``floor_gap`` x
+   the standing region's top gap: a standing head stands out from the far wall or floor behind it, a head
+   on the floor does not);
+3. *staying down* for ``confirm_s``, seen down in the confirming frame. Once down, the track stays down
+   until clearly not (looser thresholds by a factor 0.8), until something is standing again where the
+   person stood (a region reaching the upper half of the standing box: the body had only split), or until
+   the track is lost for more than 1.5 s.
 
-What does not qualify: bending over, crouching and sitting end taller than wide (and sitting is slow);
-walking past moves sideways without a drop. A confirmed fall *latches*: it ends only when the region is
-upright again (aspect <= ``upright_aspect`` and at least 70 % of the standing height) for ``rise_s``,
-or when the alert is acknowledged.
+What does not qualify: bending over, crouching and sitting end taller than wide, above a third of the
+standing height and with the head still standing out from what is behind it; sitting down on purpose and
+lying down on purpose are slow; walking past moves sideways without a drop. A confirmed fall *latches*: it
+ends only when the track is upright again (aspect <= ``upright_aspect`` and at least 70 % of the standing
+height) for ``rise_s``, or when the alert is acknowledged.
+
+What the detector cannot see: a body that is not nearer than the baseline by the foreground threshold
+(someone lying on a low mattress or a thick rug is barely nearer than it; someone lying where they had lain
+while the baseline was learned is part of the empty scene), a fall hidden behind furniture, and a fall that
+ends outside the view. The depth test needs the standing person to stand out from what is behind them: far
+from the camera, near a wall, it is not used and the shape tests decide alone.
 
 :class:`FallAlerts` is the alert kind: it runs the detector on each judged frame and turns its verdicts into
 one alert lifecycle per fall (``new`` when confirmed, ``update`` reminders every ``update_interval_s`` while
-latched, ``end`` when risen or acknowledged), reported as zone ``fall``. While a fall is latched, the
-baseline does not adapt in the fallen region's box (grown by 5 % of the image), so a person lying still is
-never learned as part of the empty room.
+latched, ``end`` when risen or acknowledged), reported as zone ``fall``; every fall event carries the
+:class:`~edge_depth.alerts.events.FallEvidence` of its drop. While a fall is latched, the baseline does not
+adapt in the fallen region's box (grown by 5 % of the image), so a person lying still is never learned as
+part of the empty room.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
-from edge_depth.alerts.events import AlertEvent, EventType, OpenAlert, Origin, Stats
+from edge_depth.alerts.events import AlertEvent, EventType, FallEvidence, OpenAlert, Origin, Stats
 from edge_depth.alerts.kinds import Entity, FrameView, Step
 from edge_depth.alerts.reference import Measure, Reference, nearest
 from edge_depth.alerts.zones import ZoneMasks
 from edge_depth.config.alerts import FALL_ZONE, CameraAlertsConfig, FallConfig
 from edge_depth.depthstats import GRID_STRIDE, grid
 
-_STAND_TOLERANCE = 0.1  # the drop starts when the top leaves the standing top by 10 % of the standing height
-_STAY_DOWN_FACTOR = 0.8  # hysteresis: once down, a region stays down while its aspect >= 0.8 x lying_aspect
+_STAY_DOWN_FACTOR = 0.8  # hysteresis: once down, every "down" threshold is 1 / 0.8 looser
 _RISEN_HEIGHT = 0.7
 _KERNEL = np.ones((3, 3), np.uint8)
 _NEAREST_FRACTION = 0.05  # "nearest" = 5th percentile of the region's distances
 _FREEZE_MARGIN = 0.05  # a latched fall freezes the baseline in its box grown by 5 % of the image
+_TOP_ROWS = 0.2  # the top gap is measured on the top fifth of a region's rows
+_SPEED_SPAN_S = 0.5  # drop speed: fastest descent of the top over this long (or the whole drop if shorter)
+_TRACK_LOST_S = 2.0  # a track unseen this long is forgotten (not the one that is down or latched)
+_DOWN_LOST_S = 1.5  # a down track unseen this long is no longer down: "down" needs evidence
+_REACH_ABOVE = 0.25  # a track's reach: its box grown by this x its height upwards ...
+_REACH = 1.0  # ... and by its height (one body length) down and to the sides
+_MIN_STANDING_GAP = 0.16  # the depth test needs a standing top at least 2 x the default foreground nearer
+
+log = logging.getLogger(__name__)
 
 FALL_ENTITY = Entity("binary_sensor", FALL_ZONE, "Fall", FALL_ZONE, "safety")
 """The fall binary sensor (device class ``safety``: ON = unsafe), showing zone ``fall``'s retained state."""
@@ -55,8 +85,10 @@ FallChange = Literal["fallen", "risen"]
 
 @dataclass(frozen=True, slots=True)
 class Region:
-    """The main foreground region. Coordinates normalised (0..1, y down); ``area``: fraction of the image;
-    ``aspect``: width / height in pixels; ``cells``: (N, 2) int32 (row, column) of its cells on the 4x grid.
+    """A foreground region. Coordinates normalised (0..1, y down); ``area``: fraction of the image;
+    ``aspect``: width / height in pixels; ``cells``: (N, 2) int32 (row, column) of its cells on the 4x grid;
+    ``top_gap``: median score (how much nearer than the baseline, baseline-range units) of its cells in the
+    top fifth of its rows, NaN when unmeasured.
     """
 
     top: float
@@ -68,47 +100,113 @@ class Region:
     area: float
     aspect: float
     cells: np.ndarray = field(compare=False, repr=False)
+    top_gap: float = math.nan
 
     @property
     def height(self) -> float:
         return self.bottom - self.top
 
+    def overlaps(self, top: float, bottom: float, left: float, right: float) -> bool:
+        """Its box intersects the box (top, bottom, left, right), normalised."""
+        return self.top < bottom and top < self.bottom and self.left < right and left < self.right
 
-def main_region(foreground: np.ndarray, min_area: float) -> Region | None:
-    """The largest 8-connected region of an (h, w) bool grid, after a 3x3 opening; None when too small."""
+    def iou(self, other: Region) -> float:
+        """Intersection over union of the two boxes (0..1)."""
+        h = min(self.bottom, other.bottom) - max(self.top, other.top)
+        w = min(self.right, other.right) - max(self.left, other.left)
+        inter = max(h, 0.0) * max(w, 0.0)
+        union = self.height * (self.right - self.left) + other.height * (other.right - other.left) - inter
+        return inter / union if union > 0 else 0.0
+
+    def in_reach(self, other: Region) -> bool:
+        """``other`` lies within this region's reach: its box grown by one body length down and sideways."""
+        h = self.height
+        top = self.top - _REACH_ABOVE * h
+        return other.overlaps(top, self.bottom + _REACH * h, self.left - _REACH * h, self.right + _REACH * h)
+
+
+def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = None) -> list[Region]:
+    """The 8-connected regions of an (h, w) bool grid after a 3x3 opening, of at least ``min_area`` of the
+    grid, largest first. ``score``: (h, w) float32 scores on the same grid for the regions' ``top_gap``."""
     opened = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(opened, connectivity=8)
-    if count < 2:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h, area = (int(v) for v in stats[best])
     gh, gw = opened.shape
-    if area < min_area * gh * gw:
-        return None
-    cx, cy = centroids[best]
-    return Region(
-        top=y / gh,
-        bottom=(y + h) / gh,
-        left=x / gw,
-        right=(x + w) / gw,
-        cx=(cx + 0.5) / gw,
-        cy=(cy + 0.5) / gh,
-        area=area / (gh * gw),
-        aspect=w / h,
-        cells=np.argwhere(labels == best).astype(np.int32),
-    )
+    found = []
+    for label in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[label])
+        if area < min_area * gh * gw:
+            continue
+        cells = np.argwhere(labels == label).astype(np.int32)
+        top_gap = math.nan
+        if score is not None:
+            top = cells[cells[:, 0] < y + max(1, round(_TOP_ROWS * h))]
+            values = score[top[:, 0], top[:, 1]]
+            values = values[np.isfinite(values)]
+            top_gap = float(np.median(values)) if values.size else math.nan
+        cx, cy = centroids[label]
+        found.append(
+            Region(
+                top=y / gh,
+                bottom=(y + h) / gh,
+                left=x / gw,
+                right=(x + w) / gw,
+                cx=(cx + 0.5) / gw,
+                cy=(cy + 0.5) / gh,
+                area=area / (gh * gw),
+                aspect=w / h,
+                cells=cells,
+                top_gap=top_gap,
+            )
+        )
+    found.sort(key=lambda r: -r.area)
+    return found
+
+
+def main_region(foreground: np.ndarray, min_area: float) -> Region | None:
+    """The largest region of an (h, w) bool grid (see :func:`regions`); None when none is large enough."""
+    found = regions(foreground, min_area)
+    return found[0] if found else None
+
+
+@dataclass(slots=True)
+class _Track:
+    """One region followed across frames: its recent (monotonic s, region) history and when it was last seen."""
+
+    history: deque[tuple[float, Region]]
+    last_seen: float
+
+    @property
+    def region(self) -> Region:
+        return self.history[-1][1]
+
+
+@dataclass(frozen=True, slots=True)
+class _Drop:
+    """A track's drop to the floor, as first seen down: the standing region and the measured evidence."""
+
+    standing: Region
+    speed: float  # standing heights / s
+    drop: float  # fraction of the standing height
+    aspect: float
+    height: float  # fraction of the standing height
+    floor_gap: float | None
 
 
 class FallDetector:
-    """Per-camera fall state: watching -> down -> latched. Feed :meth:`update` every usable frame."""
+    """Per-camera fall state: watching -> down -> latched, over tracked regions. Feed :meth:`update` every
+    usable frame with all its regions."""
 
     def __init__(self, cfg: FallConfig) -> None:
         self._cfg = cfg
-        self._history: deque[tuple[float, Region]] = deque()
+        self._tracks: dict[int, _Track] = {}
+        self._next_id = 0
         self._state: Literal["watching", "down", "latched"] = "watching"
+        self._focus: int | None = None  # the track that is down or latched
+        self._drop: _Drop | None = None
         self._since = 0.0
         self._standing_height = 0.0
         self._rise_since: float | None = None
+        self._seen: dict[int, Region] = {}
 
     @property
     def latched(self) -> bool:
@@ -119,29 +217,86 @@ class FallDetector:
         """Monotonic time (s) the current or last fall reached the floor."""
         return self._since
 
+    @property
+    def standing_height(self) -> float:
+        """Height (image heights) of the region the current or last fall started from."""
+        return self._standing_height
+
+    @property
+    def seen_focus(self) -> bool:
+        """The fall that is down or latched was seen in the last frame."""
+        return self._focus is not None and self._focus in self._seen
+
+    @property
+    def tracked(self) -> Region | None:
+        """The region of the fall that is down or latched, as last seen; None without one."""
+        track = None if self._focus is None else self._tracks.get(self._focus)
+        return None if track is None else track.region
+
+    def evidence(self, t: float) -> FallEvidence | None:
+        """What was measured on the current fall, with its time down at monotonic ``t`` (s)."""
+        drop = self._drop
+        if drop is None:
+            return None
+        return FallEvidence(
+            drop.speed, drop.drop, drop.aspect, drop.height, drop.floor_gap, self._standing_height, t - self._since
+        )
+
+    def latch(self, standing_height: float) -> None:
+        """Latched on a fall confirmed in an earlier run, by someone ``standing_height`` tall (image heights)."""
+        self.clear()
+        self._state, self._standing_height = "latched", standing_height
+
     def clear(self) -> None:
         """Back to watching with no history (after an acknowledgement)."""
         self._state = "watching"
-        self._history.clear()
+        self._tracks.clear()
+        self._focus = None
+        self._drop = None
         self._rise_since = None
 
-    def update(self, t: float, region: Region | None) -> FallChange | None:
-        """Advance to monotonic time ``t`` (s) with this frame's main region; report a confirmed fall or rise."""
+    def update(self, t: float, found: Sequence[Region]) -> FallChange | None:
+        """Advance to monotonic time ``t`` (s) with this frame's regions; report a confirmed fall or rise."""
+        self._seen = self._associate(t, found)
+        if self._state == "watching":
+            for key, region in self._seen.items():
+                drop = self._onset(t, self._tracks[key], region)
+                if drop is not None:
+                    self._state, self._focus, self._drop, self._since = "down", key, drop, t
+                    self._standing_height = drop.standing.height
+                    break
+        elif self._state == "down":
+            return self._confirm(t)
+        else:
+            return self._rise(t)
+        return None
+
+    def _confirm(self, t: float) -> FallChange | None:
+        assert self._focus is not None and self._drop is not None
+        region = self._seen.get(self._focus)
+        track = self._tracks[self._focus]
+        standing = self._drop.standing
+        lost = region is None and t - track.last_seen > _DOWN_LOST_S
+        if (
+            lost
+            or self._standing_again(standing, region)
+            or (region is not None and not self._still_down(region, standing))
+        ):
+            self._state, self._focus, self._drop = "watching", None, None
+            return None
+        if region is not None and t - self._since >= self._cfg.confirm_s:
+            self._state = "latched"
+            self._rise_since = None
+            return "fallen"
+        return None
+
+    def _rise(self, t: float) -> FallChange | None:
+        if self._focus is None and self._seen:
+            self._focus = max(self._seen, key=lambda key: self._seen[key].area)  # restored: the largest region
+        region = None if self._focus is None else self._seen.get(self._focus)
         if region is None:
             return None  # a lost region is no evidence either way
-        if self._state == "watching":
-            self._remember(t, region)
-            if self._fast_drop_to_lying(t, region):
-                self._state, self._since = "down", t
-        elif self._state == "down":
-            if not self._still_down(region):
-                self._state = "watching"
-                self._remember(t, region)
-            elif t - self._since >= self._cfg.confirm_s:
-                self._state = "latched"
-                self._rise_since = None
-                return "fallen"
-        elif self._upright_again(region):
+        if self._upright_again(region):
             self._rise_since = t if self._rise_since is None else self._rise_since
             if t - self._rise_since >= self._cfg.rise_s:
                 self.clear()
@@ -150,47 +305,138 @@ class FallDetector:
             self._rise_since = None
         return None
 
-    def _remember(self, t: float, region: Region) -> None:
-        self._history.append((t, region))
+    def _associate(self, t: float, found: Sequence[Region]) -> dict[int, Region]:
+        """Continue each track with this frame's best region in its reach; returns track id -> region seen."""
+        pairs = []
+        for key, track in self._tracks.items():
+            last = track.region
+            for i, region in enumerate(found):
+                if last.in_reach(region):
+                    distance = math.hypot(region.cx - last.cx, region.cy - last.cy)
+                    # The down or latched track chooses first: it is the one a fall depends on.
+                    pairs.append((key != self._focus, -region.iou(last), distance, key, i))
+        pairs.sort()
+        seen: dict[int, Region] = {}
+        taken: set[int] = set()
+        for _, _, _, key, i in pairs:
+            if key in seen or i in taken:
+                continue
+            seen[key] = found[i]
+            taken.add(i)
+        parents = dict(self._tracks)
+        for key, region in seen.items():
+            track = self._tracks[key]
+            track.history.append((t, region))
+            track.last_seen = t
+        for i, region in enumerate(found):
+            if i in taken:
+                continue
+            # A region split off a tracked one (a body seen in two parts) continues its history.
+            reach = [(-region.iou(p.region), k) for k, p in parents.items() if p.region.in_reach(region)]
+            history: deque[tuple[float, Region]] = deque()
+            if reach:
+                history.extend(item for item in parents[min(reach)[1]].history if item[0] < t)
+            history.append((t, region))
+            self._tracks[self._next_id] = _Track(history, t)
+            seen[self._next_id] = region
+            self._next_id += 1
         horizon = t - self._cfg.drop_window_s
-        while self._history and self._history[0][0] < horizon:
-            self._history.popleft()
+        for key in list(self._tracks):
+            track = self._tracks[key]
+            if key != self._focus and t - track.last_seen > _TRACK_LOST_S:
+                del self._tracks[key]
+                continue
+            while len(track.history) > 1 and track.history[0][0] < horizon:
+                track.history.popleft()
+        return seen
 
-    def _fast_drop_to_lying(self, t: float, region: Region) -> bool:
+    def _onset(self, t: float, track: _Track, region: Region) -> _Drop | None:
         cfg = self._cfg
-        if region.aspect < cfg.lying_aspect:
-            return False
-        upright = [(ts, r) for ts, r in self._history if r.aspect <= cfg.upright_aspect]
-        if not upright:
-            return False
-        _, standing = max(upright, key=lambda item: item[1].height)
-        still_standing = [ts for ts, r in self._history if r.top <= standing.top + _STAND_TOLERANCE * standing.height]
-        drop_s = max(t - max(still_standing), 1e-3)
-        if (region.top - standing.top) / drop_s < cfg.min_drop_speed:
-            return False
-        if region.cy - standing.cy < cfg.min_centroid_drop * standing.height:
-            return False
-        if region.height > cfg.max_lying_height * standing.height:
-            return False
-        self._standing_height = standing.height
-        return True
+        recent = [(ts, r) for ts, r in track.history if ts >= t - cfg.drop_window_s]
+        start, standing = min(recent, key=lambda item: item[1].top)
+        height = standing.height
+        if height <= 0 or not self._down(region, standing, 1.0):
+            return None
+        drop = (region.top - standing.top) / height
+        if drop < cfg.min_drop or region.cy - standing.cy < cfg.min_centroid_drop * height:
+            return None
+        if self._standing_again(standing, region):
+            return None
+        speed = _drop_speed([(ts, r.top) for ts, r in recent if ts >= start]) / height
+        if speed < cfg.min_drop_speed:
+            return None
+        return _Drop(standing, speed, drop, region.aspect, region.height / height, _floor_gap(region, standing))
 
-    def _still_down(self, region: Region) -> bool:
+    def _down(self, region: Region, standing: Region, looser: float) -> bool:
+        """``region`` is down relative to ``standing``; ``looser`` > 1 widens every threshold (hysteresis)."""
         cfg = self._cfg
-        low = region.height <= cfg.max_lying_height * self._standing_height / _STAY_DOWN_FACTOR
-        return region.aspect >= cfg.lying_aspect * _STAY_DOWN_FACTOR and low
+        height = region.height / standing.height
+        if height > cfg.max_lying_height * looser:
+            return False
+        if region.aspect >= cfg.lying_aspect / looser or height <= cfg.low_height * looser:
+            return True
+        gap = _floor_gap(region, standing)
+        return gap is not None and gap <= cfg.floor_gap * looser
+
+    def _still_down(self, region: Region, standing: Region) -> bool:
+        """Down with looser thresholds, or lying-shaped and still lower than the standing region: the outline
+        of a body settling on the floor grows and shrinks as its parts join and split."""
+        lying = region.aspect >= self._cfg.lying_aspect and region.height < standing.height
+        return lying or self._down(region, standing, 1 / _STAY_DOWN_FACTOR)
+
+    def _standing_again(self, standing: Region, region: Region | None) -> bool:
+        """Another region of this frame reaches the upper half of where the person stood: the body had only
+        split in two (legs and torso), or someone is standing there."""
+        top, bottom = standing.top, standing.top + standing.height / 2
+        return any(
+            other is not region
+            and other.top < bottom
+            and other.overlaps(top, standing.bottom, standing.left, standing.right)
+            for other in self._seen.values()
+        )
 
     def _upright_again(self, region: Region) -> bool:
         tall = region.height >= _RISEN_HEIGHT * self._standing_height
         return region.aspect <= self._cfg.upright_aspect and tall
 
 
+def _drop_speed(tops: Sequence[tuple[float, float]]) -> float:
+    """Fastest descent (image heights / s) of a top edge given as (monotonic s, top) in time order: over the
+    fastest ``_SPEED_SPAN_S`` (spans of at least half that), or over the whole drop when it is shorter."""
+    if len(tops) < 2:
+        return 0.0
+    (t0, top0), (t1, top1) = tops[0], tops[-1]
+    if t1 - t0 <= _SPEED_SPAN_S:
+        return (top1 - top0) / max(t1 - t0, 1e-3)
+    best = 0.0
+    for i, (ta, a) in enumerate(tops):
+        for tb, b in tops[i + 1 :]:
+            span = tb - ta
+            if span > _SPEED_SPAN_S + 1e-6:
+                break
+            if span >= _SPEED_SPAN_S / 2:
+                best = max(best, (b - a) / span)
+    return best
+
+
+def _floor_gap(region: Region, standing: Region) -> float | None:
+    """The region's top gap as a fraction of the standing region's (1 = its top stands out from what is behind
+    it as the standing head did, 0 = as the floor does); None when the standing top hardly stood out."""
+    if not standing.top_gap >= _MIN_STANDING_GAP or not math.isfinite(region.top_gap):
+        return None
+    return max(region.top_gap, 0.0) / standing.top_gap
+
+
 class FallAlerts:
     """Fall alerts of one camera (``fall`` of its alert config); an :class:`~edge_depth.alerts.kinds.AlertKind`.
 
-    With ``fall.enabled`` false it detects nothing and publishes no state, but still announces its entity, so
-    every camera has the same Home Assistant entities whatever its fall setting.
+    With ``fall.enabled`` false it detects nothing, publishes no state and announces no entity.
+
+    A latched fall outlives a restart (:class:`~edge_depth.alerts.kinds.KeepsState`): it is saved at a clean
+    stop and latched again at the next start, with the same id, until the person rises or it is acknowledged.
     """
+
+    state_key = FALL_ZONE
 
     def __init__(self, cfg: CameraAlertsConfig, reference: Reference, origin: Origin) -> None:
         self._cfg = cfg.fall
@@ -202,10 +448,16 @@ class FallAlerts:
         self._frozen: np.ndarray | None = None
         self._earlier: list[AlertEvent] = []
         self._last_seq = 0
+        self._restored_box: tuple[float, float, float, float] | None = None  # frozen once a frame gives the shape
 
     def step(self, frame: FrameView) -> Step:
         earlier, self._earlier = tuple(self._earlier), []
         self._last_seq = frame.seq
+        if self._restored_box is not None and self._alert is not None:
+            x0, y0, x1, y1 = self._restored_box
+            box = Region(y0, y1, x0, x1, (x0 + x1) / 2, (y0 + y1) / 2, 0.0, 1.0, np.empty((0, 2), np.int32))
+            self._frozen = _box_mask(box, frame.masks.shape)
+        self._restored_box = None
         detector = self._detector
         if detector is None:
             return Step(earlier=earlier)
@@ -230,27 +482,73 @@ class FallAlerts:
         return True
 
     def entities(self) -> tuple[Entity, ...]:
-        return (FALL_ENTITY,)
+        return () if self._detector is None else (FALL_ENTITY,)
+
+    def save_state(self) -> dict[str, Any] | None:
+        """The latched fall (its alert, last stats and the standing height), or None when none is latched."""
+        alert, detector = self._alert, self._detector
+        if alert is None or detector is None:
+            return None
+        stats = alert.stats
+        return {
+            "id": alert.id,
+            "start": alert.start,
+            "last_seen": alert.last_seen,
+            "acknowledged": alert.acknowledged,
+            "nearest": stats.nearest,
+            "fraction": stats.fraction,
+            "bbox": stats.bbox,
+            "centroid": stats.centroid,
+            "standing_height": detector.standing_height,
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Latch the fall saved by :meth:`save_state`; an ``update`` reminder follows the first judged frame."""
+        if self._detector is None:
+            return  # fall detection was turned off since: nothing to keep latched
+        try:
+            x0, y0, x1, y1 = map(float, state["bbox"])
+            cx, cy = map(float, state["centroid"])
+            nearest_ = None if state["nearest"] is None else float(state["nearest"])
+            bbox = (x0, y0, x1, y1)
+            stats = Stats(nearest_, float(state["fraction"]), bbox, (cx, cy))
+            alert = OpenAlert(str(state["id"]), float(state["start"]), float(state["last_seen"]), stats)
+            alert.acknowledged = bool(state["acknowledged"])
+            standing = float(state["standing_height"])
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: ignoring the saved fall: %r", self._origin.camera, exc)
+            return
+        self._detector.latch(standing)
+        self._alert = alert
+        self._last_event = -math.inf
+        self._restored_box = bbox
 
     def _advance(self, detector: FallDetector, frame: FrameView) -> tuple[tuple[AlertEvent, ...], tuple[str, ...]]:
         measure = frame.measure
         if measure is None or measure.foreground is None:
             return (), ()
         cfg, t, wall = self._cfg, frame.t, frame.wall
-        region = main_region(grid(measure.foreground) & frame.masks.grid_allowed, cfg.min_region_area)
-        change = detector.update(t, region)
+        foreground = grid(measure.foreground) & frame.masks.grid_allowed
+        change = detector.update(t, regions(foreground, cfg.min_region_area, grid(measure.score)))
+        region = detector.tracked
         alert = self._alert
         if change == "fallen" and region is not None:
             start = wall - (t - detector.fell_at)
             stats = self._stats(region, measure, frame.masks)
             alert = self._alert = OpenAlert(self._origin.alert_id(FALL_ZONE, start), start, wall, stats)
+            alert.evidence = detector.evidence(t)
             self._last_event = t
             self._frozen = _box_mask(region, frame.masks.shape)
             return (self._event("new", alert, frame.seq),), (FALL_ZONE,) if cfg.snapshot else ()
         if alert is None:
             return (), ()
-        if region is not None:
+        if region is not None and detector.seen_focus:
             alert.last_seen = wall
+        evidence = detector.evidence(t)
+        if evidence is not None:
+            alert.evidence = evidence  # the same drop, with the time down so far
+        elif alert.evidence is not None:
+            alert.evidence = replace(alert.evidence, down_s=t - detector.fell_at)
         if change == "risen":
             self._alert = None
             self._frozen = None

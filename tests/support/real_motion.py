@@ -42,7 +42,6 @@ import csv
 import math
 import re
 import sys
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -53,7 +52,7 @@ import cv2
 import numpy as np
 
 from edge_depth.alerts.camera import CameraAlerts
-from edge_depth.alerts.fall import Region, main_region
+from edge_depth.alerts.fall import FallDetector, Region, regions
 from edge_depth.alerts.reference import BaselineReference
 from edge_depth.config.alerts import CameraAlertsConfig, FallConfig
 from edge_depth.depthstats import grid
@@ -519,83 +518,45 @@ def alerts_config(**fall: object) -> CameraAlertsConfig:
     return CameraAlertsConfig.model_validate({"fall": {"enabled": True, **fall}})
 
 
-def _regions(frames: Sequence[DepthFrame], cfg: CameraAlertsConfig) -> list[tuple[float, Region | None]]:
-    """(time, main region) per judged frame, as the fall detector measures them (a separate reference)."""
+def _regions(frames: Sequence[DepthFrame], cfg: CameraAlertsConfig) -> list[tuple[float, list[Region]]]:
+    """(time, regions, largest first) per judged frame, as the fall detector measures them (a separate
+    reference)."""
     reference = BaselineReference(cfg.reference.baseline)
-    out: list[tuple[float, Region | None]] = []
+    out: list[tuple[float, list[Region]]] = []
     for frame in frames:
         measure = reference.measure(frame.depth, frame.captured_mono)
         if measure is None or measure.foreground is None:
             continue
-        region = main_region(grid(measure.foreground), cfg.fall.min_region_area)
-        out.append((frame.captured_mono, region))
+        found = regions(grid(measure.foreground), cfg.fall.min_region_area, grid(measure.score))
+        out.append((frame.captured_mono, found))
         reference.adapt(measure.score, frame.captured_mono)
     return out
 
 
-def _why(regions: list[tuple[float, Region | None]], cfg: FallConfig) -> str:
-    """Which test of the fall detector (edge_depth/alerts/fall.py, its fast-drop and confirm logic) the clip
-    got furthest in, mirrored here for diagnosis: the clip fails at the first test no frame passed."""
-    history: deque[tuple[float, Region]] = deque()
-    stage = 0
-    notes: dict[int, str] = {}
-    best_speed = 0.0
-    best_aspect = 0.0
+def _why(regions_: list[tuple[float, list[Region]]], cfg: FallConfig) -> str:
+    """How far the fall detector got on a clip it did not alarm on, replaying its regions through a
+    :class:`~edge_depth.alerts.fall.FallDetector`: never down after a drop, or down but not for confirm_s."""
+    detector = FallDetector(cfg)
     down_since: float | None = None
-    standing_h = 1.0
-    longest_down = 0.0
-    for t, region in regions:
-        if region is None:
-            continue
-        history.append((t, region))
-        while history and history[0][0] < t - cfg.drop_window_s:
-            history.popleft()
-        best_aspect = max(best_aspect, region.aspect)
-        if down_since is not None:
-            low = region.height <= cfg.max_lying_height * standing_h / 0.8
-            if region.aspect >= cfg.lying_aspect * 0.8 and low:
-                longest_down = max(longest_down, t - down_since)
-                continue
+    longest = 0.0
+    drops = 0
+    for t, found in regions_:
+        detector.update(t, found)
+        evidence = detector.evidence(t)
+        if evidence is None:
             down_since = None
-        if region.aspect < cfg.lying_aspect:
             continue
-        stage = max(stage, 1)
-        upright = [(ts, r) for ts, r in history if r.aspect <= cfg.upright_aspect]
-        if not upright:
-            continue
-        stage = max(stage, 2)
-        _, standing = max(upright, key=lambda item: item[1].height)
-        still = [ts for ts, r in history if r.top <= standing.top + 0.1 * standing.height]
-        speed = (region.top - standing.top) / max(t - max(still), 1e-3)
-        best_speed = max(best_speed, speed)
-        if speed < cfg.min_drop_speed:
-            continue
-        stage = max(stage, 3)
-        if region.cy - standing.cy < cfg.min_centroid_drop * standing.height:
-            notes[3] = f"centroid drop {(region.cy - standing.cy) / standing.height:.2f} standing heights"
-            continue
-        stage = max(stage, 4)
-        if region.height > cfg.max_lying_height * standing.height:
-            notes[4] = f"height {region.height / standing.height:.2f} of standing"
-            continue
-        stage = max(stage, 5)
-        down_since, standing_h = t, standing.height
-    if stage == 0:
-        return f"aspect: never lying (max width/height {best_aspect:.2f} < {cfg.lying_aspect})"
-    if stage == 1:
-        return f"upright: no upright region (aspect <= {cfg.upright_aspect}) within {cfg.drop_window_s} s of lying"
-    if stage == 2:
-        return f"speed: top dropped at most {best_speed:.2f} image heights/s < {cfg.min_drop_speed}"
-    if stage == 3:
-        return f"centroid: {notes.get(3, '')} < {cfg.min_centroid_drop}"
-    if stage == 4:
-        return f"height: lying {notes.get(4, '')} > {cfg.max_lying_height}"
-    return f"down time: stayed down {longest_down:.1f} s < confirm_s {cfg.confirm_s}"
+        if down_since is None:
+            down_since, drops = t, drops + 1
+        longest = max(longest, t - down_since)
+    if drops == 0:
+        return "no drop ended down (drop, speed and down tests never passed together)"
+    return f"down {drops}x after a drop, longest {longest:.1f} s < confirm_s {cfg.confirm_s}"
 
 
-def _features(motion: RealMotion, regions: list[tuple[float, Region | None]], clip_t0: float) -> Features:
+def _features(motion: RealMotion, regions_: list[tuple[float, list[Region]]], clip_t0: float) -> Features:
     rest = motion.rest_s
-    seen = [(t - clip_t0, r) for t, r in regions if r is not None and t >= clip_t0]
+    seen = [(t - clip_t0, found[0]) for t, found in regions_ if found and t >= clip_t0]
     if not seen:
         return Features(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None)
     end = seen[-1][0]
@@ -630,15 +591,23 @@ def evaluate_clip(clip: Clip, cfg: CameraAlertsConfig | None = None, *, seed: in
     clip_t0 = T0_MONO + round(lead_s * motion.fps) / motion.fps
     camera = CameraAlerts("cam", cfg)
     new_at = None
+    evidence = ""
     for frame in frames:
         for event in camera.process(frame).events:
             if event.kind == "fall" and event.type == "new" and new_at is None:
                 new_at = frame.captured_mono - clip_t0
+                e = event.evidence
+                if e is not None:
+                    gap = "-" if e.floor_gap is None else f"{e.floor_gap:.2f}"
+                    evidence = (
+                        f": drop {e.drop:.2f} at {e.drop_speed:.1f}/s, aspect {e.aspect:.2f}, "
+                        f"height {e.height:.2f}, floor gap {gap}"
+                    )
     regions = _regions(frames, cfg)
     rest = motion.rest_s
     delay = None if new_at is None or rest is None else new_at - rest
     if new_at is not None:
-        reason = f"fall 'new' at {new_at:.1f} s"
+        reason = f"fall 'new' at {new_at:.1f} s{evidence}"
     else:
         reason = _why([(t, r) for t, r in regions if t >= clip_t0 - cfg.fall.drop_window_s], cfg.fall)
     return Outcome(
