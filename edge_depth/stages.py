@@ -7,6 +7,8 @@ The MQTT connection is the caller's: the daemon publishes status and discovery o
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +32,11 @@ from edge_depth.pipeline import FrameHandler, Pipeline
 # Frames between dispatch and the end of output work, beyond the requests in flight: enough that the output
 # worker always has the next result queued while the model runs, few enough that memory stays flat.
 OUTPUT_QUEUE_FRAMES = 4
+CACHE_SUBDIR = "openvino"  # under systemd's $CACHE_DIRECTORY: the compiled-model cache's own directory
 _READERS_RESERVE_S = 0.5  # of the stop budget, what is left for the pipeline once the readers are joined
+
+
+log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
@@ -86,16 +92,33 @@ def topics_of(cfg: Config) -> Topics:
     return Topics(cfg.mqtt.topic_prefix, cfg.homeassistant.discovery_prefix)
 
 
+def model_cache_dir(model: ModelConfig, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """Where compiled models are cached: ``model.cache_dir`` when set; else ``openvino`` under systemd's
+    ``$CACHE_DIRECTORY`` (``CacheDirectory=edge-depth``: writable under ``ProtectSystem=strict``, kept across
+    restarts); else None (no cache). Of several directories in ``$CACHE_DIRECTORY`` the first is used."""
+    if model.cache_dir is not None:
+        return model.cache_dir
+    first = environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    return Path(first) / CACHE_SUBDIR if first else None
+
+
 def build_engine(model: ModelConfig) -> DepthEngine:
     """The OpenVINO engine of ``model``; raises ``ModelError`` naming the IR (or ``model.input_size``) when it
-    cannot be used."""
+    cannot be used. Compiled models are cached in :func:`model_cache_dir`."""
+    cache_dir = model_cache_dir(model)
+    if cache_dir is not None and model.cache_dir is None:
+        try:
+            cache_dir.mkdir(exist_ok=True)
+        except OSError as exc:  # systemd made $CACHE_DIRECTORY; a cache is worth a warning, not a failed start
+            log.warning("no compiled-model cache in %s: %s", cache_dir, exc)
+            cache_dir = None
     return DepthEngine(
         model.path,
         device=model.device,
         hint=model.performance_hint,
         infer_requests=model.infer_requests,
         inference_precision=model.inference_precision,
-        cache_dir=model.cache_dir,
+        cache_dir=cache_dir,
         input_size=model.fixed_input_size(),
     )
 

@@ -35,16 +35,22 @@ def config(**alerts: Any) -> CameraAlertsConfig:
     "cfg",
     [
         {"zones": [{"name": "door", "polygon": DOOR}, {"name": "stove", "polygon": STOVE}], "fall": {"enabled": True}},
-        {},  # no zones, no fall detection: the fall sensor is still announced, as it always was
+        {},  # no zones, no fall detection: no fall sensor either, only what exists is announced
     ],
 )
 def test_a_cameras_entities_come_from_its_kinds_and_render_as_before(cfg: dict[str, Any]) -> None:
     alerts = CameraAlerts("kitchen", config(**cfg))
     zones = tuple(z.name for z in alerts.zones)
-    assert alerts.entities == default_entities(zones)
-    assert [e.object_id for e in alerts.entities] == [*(f"zone_{z}" for z in zones), "fall"]
+    fall = "fall" in cfg
+    assert alerts.entities == default_entities(zones, fall=fall)
+    assert [e.object_id for e in alerts.entities] == [*(f"zone_{z}" for z in zones), *(["fall"] if fall else [])]
     call: dict[str, Any] = {"topics": Topics("ed"), "node_id": "n", "cameras": [("kitchen", zones)], "version": "1"}
-    assert discovery_messages(**call, entities={"kitchen": alerts.entities}) == discovery_messages(**call)
+    defaults = {"kitchen": default_entities(zones, fall=fall)}
+    assert discovery_messages(**call, entities={"kitchen": alerts.entities}) == discovery_messages(
+        **call, entities=defaults
+    )
+    if not fall:
+        assert discovery_messages(**call, entities={"kitchen": alerts.entities}) == discovery_messages(**call)
 
 
 class Wire:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +16,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+import paho.mqtt.publish as mqtt_publish
 import pytest
+import yaml
 
+from edge_depth.capture.replay import save_recording
+from edge_depth.config.schema import ModelConfig
+from edge_depth.stages import model_cache_dir
 from tests.support.broker import Mosquitto, MqttRecorder, Received
 from tests.support.daemon import Daemon, daemon_config, status_of, wait_until
 from tests.support.rtsp import RtspServer
+from tests.support.scenes import Box, frames, keyframes, load_scene, person, posture
 
 pytestmark = pytest.mark.slow
 
@@ -196,3 +204,227 @@ def test_stats_are_published_periodically(
         stats = rec.wait_for(lambda ms: [json.loads(m.payload) for m in ms if m.topic == "ed/stats"][-2:] or None)
         assert stats[-1]["cameras"]["clip"]["frames_processed"] >= 0
         assert stats[-1]["mqtt"]["connected"] is True
+
+
+def test_status_is_true_from_the_first_seconds_and_zero_once_stopped(
+    mqtt_broker: Mosquitto, int8_ir: Path, sample_clip: Path, run_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    # A long stats interval: only the refresh at the first result and the startup refreshes can make it right.
+    config = daemon_config(
+        mqtt_broker,
+        int8_ir,
+        [file_camera(sample_clip, fps_limit=10)],
+        mqtt={"stats_interval_s": 300},
+        state_dir=str(tmp_path / "state"),
+    )
+    with MqttRecorder(mqtt_broker.host, mqtt_broker.port, ["ed/#", "homeassistant/#"]) as rec:
+        daemon = run_daemon(config)
+        started = time.monotonic()
+        first = rec.wait_for(lambda ms: (s := statuses("clip")(ms)) and s["frames_processed"] > 0 and s, timeout=30)
+        assert first["input_size"] == "256x128" and first["inference_ms"] is not None
+        live = rec.wait_for(
+            lambda ms: (s := statuses("clip")(ms)) and s["fps"] > 0 and s["connection_quality"] is not None and s,
+            timeout=15,
+        )
+        assert time.monotonic() - started < 30, "figures within seconds, not after a stats interval"
+        assert live["expected_fps"] == 10.0 and 8.0 <= live["delivered_fps"] <= 12.0
+        assert live["frames_skipped"] > 0 and live["frames_dropped"] <= live["frames_read"] - live["frames_skipped"]
+        assert live["connection_quality"] in ("excellent", "fair")
+        quality = rec.wait_for_message("homeassistant/sensor/edge-depth/clip_connection_quality/config")
+        assert json.loads(quality.payload)["options"] == ["excellent", "fair", "poor", "unusable"]
+        assert "homeassistant/binary_sensor/edge-depth/clip_fall/config" not in {m.topic for m in rec.messages}
+
+        code, _ = daemon.terminate()
+        assert code == 0, daemon.log[-2000:]
+        final = rec.wait_for(statuses("clip", "stopped"))
+        assert (final["fps"], final["capture_fps"], final["delivered_fps"]) == (0.0, 0.0, 0.0)
+        assert final["connection_quality"] is None and final["frames_processed"] > 0
+    # One line per state change: the reader's, not the reader's and the daemon's.
+    assert sum("camera clip: online" in line for line in daemon.lines) == 1, daemon.log[-3000:]
+    assert sum("camera clip: stopped" in line for line in daemon.lines) == 1, daemon.log[-3000:]
+
+
+def test_what_left_the_config_is_removed_from_the_broker_at_the_next_start(
+    mqtt_broker: Mosquitto, int8_ir: Path, sample_clip: Path, run_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    state = str(tmp_path / "state")
+    door = {"zones": [{"name": "door", "polygon": [[0.1, 0.3], [0.5, 0.3], [0.5, 0.95], [0.1, 0.95]]}]}
+    full = [file_camera(sample_clip, alerts=door | {"fall": {"enabled": True}}), file_camera(sample_clip, "yard")]
+    with MqttRecorder(mqtt_broker.host, mqtt_broker.port, ["ed/#", "homeassistant/#"]) as rec:
+        first = run_daemon(daemon_config(mqtt_broker, int8_ir, full, state_dir=state))
+        rec.wait_for_message("ed/clip/fall/state", b"OFF")  # every retained topic is out once a frame is done
+        rec.wait_for_message("ed/clip/door/state", b"OFF")
+        rec.wait_for_message("homeassistant/sensor/edge-depth/yard_nearest/config")
+        assert first.terminate()[0] == 0
+
+    gone = [
+        "ed/yard/status",
+        "ed/yard/nearest",
+        "ed/clip/door/state",
+        "ed/clip/fall/state",
+        "homeassistant/image/edge-depth/yard_heatmap/config",
+        "homeassistant/sensor/edge-depth/yard_nearest/config",
+        "homeassistant/sensor/edge-depth/yard_connection_quality/config",
+        "homeassistant/binary_sensor/edge-depth/clip_zone_door/config",
+        "homeassistant/binary_sensor/edge-depth/clip_fall/config",
+    ]
+    with MqttRecorder(mqtt_broker.host, mqtt_broker.port, ["ed/#", "homeassistant/#"]) as rec:
+        # Before the restart, the broker still holds all of it (no persistence, but it kept running).
+        rec.wait_for(lambda ms: {m.topic for m in ms if m.retain and m.payload} >= set(gone) or None)
+        second = run_daemon(daemon_config(mqtt_broker, int8_ir, [file_camera(sample_clip)], state_dir=state))
+        rec.wait_for(lambda ms: {m.topic for m in ms if not m.payload} >= set(gone) or None, timeout=60)
+        rec.wait_for_message("ed/clip/status")
+        kept = {m.topic for m in rec.messages if not m.payload}
+        assert kept == set(gone), "only what left the config is cleared"
+        assert second.terminate()[0] == 0
+    assert "removing 9 retained topic(s)" in second.log
+
+
+def test_compiled_models_are_cached_in_systemds_cache_directory(
+    mqtt_broker: Mosquitto, int8_ir: Path, sample_clip: Path, run_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()  # systemd creates CacheDirectory= before the start
+    daemon = run_daemon(
+        daemon_config(mqtt_broker, int8_ir, [file_camera(sample_clip)]), env={"CACHE_DIRECTORY": str(cache)}
+    )
+    daemon.wait_for_log(lambda line: "running:" in line)
+    assert [p.suffix for p in (cache / "openvino").iterdir()].count(".blob") >= 1, daemon.log[-2000:]
+    assert daemon.terminate()[0] == 0
+
+
+def test_model_cache_dir_defaults_to_systemds_and_never_overrides_the_config() -> None:
+    default = ModelConfig()
+    assert model_cache_dir(default, {}) is None
+    assert model_cache_dir(default, {"CACHE_DIRECTORY": "/var/cache/edge-depth"}) == Path(
+        "/var/cache/edge-depth/openvino"
+    )
+    assert model_cache_dir(default, {"CACHE_DIRECTORY": "/a:/b"}) == Path("/a/openvino")
+    own = ModelConfig(cache_dir=Path("/srv/ov"))
+    assert model_cache_dir(own, {"CACHE_DIRECTORY": "/var/cache/edge-depth"}) == Path("/srv/ov")
+
+
+# OpenVINO's own message as its C++ layers dress it: the prefixes must not reach the user.
+FAILING_COMPILE = """
+import sys
+import openvino as ov
+
+real = ov.Core.compile_model
+
+
+def compile_model(self, model, *args, **kwargs):
+    if model.inputs[0].get_partial_shape()[1].get_length() == {height}:
+        raise RuntimeError(
+            "Exception from src/inference/src/cpp/core.cpp:112:\\n"
+            "Exception from src/plugins/intel_cpu/src/plugin.cpp:84:\\n"
+            "Device is lost: the test says so\\n"
+        )
+    return real(self, model, *args, **kwargs)
+
+
+ov.Core.compile_model = compile_model
+from edge_depth.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+# 256: the IR's own size, compiled at start; 128: the clip's, compiled at run time for its first frame.
+@pytest.mark.parametrize("height", [256, 128], ids=["at-start", "at-run-time"])
+def test_a_model_that_cannot_be_compiled_is_one_line_and_exit_2(
+    mqtt_broker: Mosquitto, int8_ir: Path, sample_clip: Path, tmp_path: Path, height: int
+) -> None:
+    config = tmp_path / "edge-depth.yaml"
+    config.write_text(yaml.safe_dump(daemon_config(mqtt_broker, int8_ir, [file_camera(sample_clip)])))
+    script = FAILING_COMPILE.replace("{height}", str(height))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "run", "--config", str(config)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert f"model.device: CPU: cannot compile midas_small_int8.xml for 256x{height}" in errors[0]
+    assert errors[0].endswith("Device is lost: the test says so")
+    assert "Traceback" not in proc.stderr and "Exception from" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def alert_recordings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Depth recordings (real NYU room, MiDaS-like jitter): ``room`` with an object that stays in zone ``door``
+    from 12 s, ``hall`` with a person who falls at 4 s and stays down."""
+    out = tmp_path_factory.mktemp("shutdown-recordings")
+    scene = load_scene("nyu_00122")
+    near = Box(0.2, 0.3, 0.4, 0.9, 1.5)
+    standing = person(0.3, 0.92, 0.6, 1.5)
+    paths = {"room": out / "room.npz", "hall": out / "hall.npz"}
+    approach = keyframes((7.0, Box(0.2, 0.3, 0.4, 0.9, 6.5)), (12.0, near))
+    fall = keyframes((2.5, standing), (3.5, standing), (4.2, posture(standing, 0.25, 3.5)))
+    save_recording(paths["room"], frames(scene, approach, duration_s=40, camera="room"))
+    save_recording(paths["hall"], frames(scene, fall, duration_s=40, camera="hall", seed=1))
+    return paths
+
+
+def alerts_of(messages: list[Received], camera: str) -> list[dict[str, Any]]:
+    return [json.loads(m.payload) for m in messages if m.topic == f"ed/{camera}/alert"]
+
+
+def test_clean_stop_ends_obstacle_alerts_and_keeps_a_latched_fall_for_the_next_start(
+    mqtt_broker: Mosquitto,
+    int8_ir: Path,
+    alert_recordings: dict[str, Path],
+    run_daemon: Callable[..., Daemon],
+    tmp_path: Path,
+) -> None:
+    door = [[0.1, 0.3], [0.5, 0.3], [0.5, 0.95], [0.1, 0.95]]
+    room = {
+        "name": "room",
+        "source": str(alert_recordings["room"]),
+        "alerts": {"zones": [{"name": "door", "polygon": door}]},
+    }
+    hall = {
+        "name": "hall",
+        "source": str(alert_recordings["hall"]),
+        "alerts": {"reference": {"baseline": {"learn_s": 2.0}}, "fall": {"enabled": True}},
+    }
+    config = daemon_config(mqtt_broker, int8_ir, [room, hall], state_dir=str(tmp_path / "state"))
+    with MqttRecorder(mqtt_broker.host, mqtt_broker.port, "ed/#") as rec:
+        first = run_daemon(config)
+        opened = rec.wait_for(lambda ms: next((a for a in alerts_of(ms, "room") if a["type"] == "new"), None), 60)
+        fall = rec.wait_for(lambda ms: next((a for a in alerts_of(ms, "hall") if a["type"] == "new"), None), 60)
+        rec.wait_for_message("ed/room/door/state", b"ON")
+        rec.wait_for_message("ed/hall/fall/state", b"ON")
+        assert first.terminate()[0] == 0, first.log[-2000:]
+
+        offline = rec.wait_for(
+            lambda ms: next(
+                (i for i, m in enumerate(ms) if m.topic == "ed/available" and m.payload == b"offline"), None
+            )
+        )
+        before = rec.messages[:offline]
+        end = next(a for a in alerts_of(before, "room") if a["type"] == "end")
+        assert (end["id"], end["reason"]) == (opened["id"], "shutdown")
+        assert [m.payload for m in before if m.topic == "ed/room/door/state"][-1] == b"OFF"
+        assert [m.payload for m in before if m.topic == "ed/hall/fall/state"][-1] == b"ON"
+        assert [a["type"] for a in alerts_of(rec.messages, "hall")] == ["new"]  # latched: no end at a stop
+
+    with MqttRecorder(mqtt_broker.host, mqtt_broker.port, "ed/#") as rec:
+        run_daemon(config)  # the next start: the same fall, still latched
+        reminder = rec.wait_for(
+            lambda ms: next((a for a in alerts_of(ms, "hall") if a["type"] == "update"), None), timeout=60
+        )
+        assert (reminder["id"], reminder["latched"], reminder["start"]) == (fall["id"], True, fall["start"])
+        assert "new" not in [a["type"] for a in alerts_of(rec.messages, "hall")]
+        # The restarted daemon itself says ON again (a retained copy from the broker would have the retain flag).
+        rec.wait_for(
+            lambda ms: any(m.topic == "ed/hall/fall/state" and m.payload == b"ON" and not m.retain for m in ms)
+        )
+        ack = json.dumps({"id": fall["id"]})
+        mqtt_publish.single("ed/hall/alert/ack", ack, hostname=mqtt_broker.host, port=mqtt_broker.port)
+        end = rec.wait_for(lambda ms: next((a for a in alerts_of(ms, "hall") if a["type"] == "end"), None), 30)
+        assert (end["id"], end["reason"]) == (fall["id"], "acknowledged")
+        rec.wait_for(lambda ms: [m.payload for m in ms if m.topic == "ed/hall/fall/state"][-1] == b"OFF")

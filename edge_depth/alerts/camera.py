@@ -15,21 +15,33 @@ built from :data:`KINDS`: obstacle zones (:mod:`~edge_depth.alerts.obstacle`) an
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edge_depth.alerts.events import AlertOutput, Origin
+from edge_depth.alerts.events import AlertEvent, AlertOutput, Origin
 from edge_depth.alerts.fall import FALL_ENTITY, FallAlerts
 from edge_depth.alerts.health import HealthMonitor
-from edge_depth.alerts.kinds import AlertKind, Entity, FrameView, KindFactory
+from edge_depth.alerts.kinds import (
+    AlertKind,
+    Entity,
+    FrameView,
+    KindFactory,
+    restore_state,
+    saved_state,
+    shutdown_step,
+)
 from edge_depth.alerts.obstacle import ObstacleZones, zone_entities
-from edge_depth.alerts.reference import BaselineReference, Reference, make_reference, nearest
-from edge_depth.alerts.zones import MaskCache, ZoneSpec
-from edge_depth.config.alerts import CameraAlertsConfig
+from edge_depth.alerts.reference import BaselineReference, Measure, Reference, make_reference, nearest
+from edge_depth.alerts.zones import MaskCache, Point, ZoneSpec, polygon_mask
+from edge_depth.config.alerts import CameraAlertsConfig, ZoneConfig
 from edge_depth.frames import DepthFrame
 
 log = logging.getLogger(__name__)
@@ -38,13 +50,27 @@ KINDS: tuple[KindFactory, ...] = (ObstacleZones, FallAlerts)
 """Every camera's alert kinds, in the order their events, states and entities are reported."""
 
 _FRAME_NEAREST_FRACTION = 0.01  # the frame's nearest distance: 1st percentile of the watched area
+_PROBE_NEAREST_FRACTION = 0.05  # a probed polygon's nearest distance, as an obstacle event reports it
 
 
-def default_entities(zones: Iterable[str]) -> tuple[Entity, ...]:
+@dataclass(frozen=True, slots=True)
+class ZoneProbe:
+    """A polygon on the latest frame: ``occupied_fraction`` (0..1) of its pixels nearer than the zone threshold
+    (None in metric mode without a threshold), ``nearest`` (5th percentile of its distances, in ``unit``; None
+    when none is finite), ``pixels`` it covers at the model's resolution (exclusions removed)."""
+
+    occupied_fraction: float | None
+    nearest: float | None
+    unit: str
+    pixels: int
+
+
+def default_entities(zones: Iterable[str], *, fall: bool = False) -> tuple[Entity, ...]:
     """What :attr:`CameraAlerts.entities` announces for a camera with these zones, without building one:
-    a zone sensor per zone, then the fall sensor. For callers that only know the zone names.
+    a zone sensor per zone, then the fall sensor when ``fall`` detection is on. For callers that only know
+    the zone names.
     """
-    return (*zone_entities(zones), FALL_ENTITY)
+    return (*zone_entities(zones), *((FALL_ENTITY,) if fall else ()))
 
 
 class CameraAlerts:
@@ -74,6 +100,11 @@ class CameraAlerts:
         self._rebased = False
         self._was_ready = self.baseline_ready
         self._lock = threading.Lock()
+        self._cfg = cfg
+        self._latest: Measure | None = None  # the last frame's measure, for probe()
+        self._last_seq = 0
+        self._state_path = None if state_dir is None else state_dir / f"{camera}.alerts.json"
+        self._restore()
 
     @property
     def entities(self) -> tuple[Entity, ...]:
@@ -102,16 +133,69 @@ class CameraAlerts:
                 self._rebased = True
 
     def save(self) -> None:
-        """Persist the baseline to ``state_dir`` (baseline mode with a state_dir; else nothing)."""
+        """Persist to ``state_dir`` (nothing without one): the baseline (baseline mode) and what the kinds keep
+        across a restart (a latched fall) in ``<camera>.alerts.json``, written atomically; a kind with nothing
+        to keep leaves no entry, so a stale one is never restored."""
         with self._lock:
             if isinstance(self._reference, BaselineReference):
                 self._reference.save()
+            if self._state_path is None:
+                return
+            kept = dict(entry for kind in self._kinds if (entry := saved_state(kind)) is not None)
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(kept, sort_keys=True))
+            os.replace(tmp, self._state_path)
+
+    def shutdown(self) -> tuple[tuple[AlertEvent, ...], tuple[tuple[str, bool], ...]]:
+        """End what a clean stop closes (each kind's ``shutdown``: open obstacle alerts end with reason
+        ``shutdown``; a latched fall stays latched): the ``end`` events, then the zone states that changed.
+        Call once, after the last frame."""
+        with self._lock:
+            wall = time.time()
+            steps = [shutdown_step(kind, self._last_seq, wall) for kind in self._kinds]
+            return tuple(e for s in steps for e in (*s.earlier, *s.events)), self._state_changes()
+
+    def _restore(self) -> None:
+        """Hand each kind what it kept at the last clean stop (a missing or unreadable file: nothing)."""
+        if self._state_path is None or not self._state_path.exists():
+            return
+        try:
+            saved = json.loads(self._state_path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring alert state %s: %s", self._state_path, exc)
+            return
+        if not isinstance(saved, dict):
+            log.warning("ignoring alert state %s: not a JSON object", self._state_path)
+            return
+        for kind in self._kinds:
+            restore_state(kind, saved)
 
     @property
     def baseline_ready(self) -> bool:
         """Baseline mode: the empty scene is learned. Other modes: always True."""
         ref = self._reference
         return not isinstance(ref, BaselineReference) or ref.ready
+
+    def probe(self, polygon: Sequence[Point], enter: float | None = None) -> ZoneProbe | None:
+        """How a zone drawn as ``polygon`` (normalised corners) sees the latest frame, without changing any state:
+        for a zone editor. ``enter``: the zone threshold (the reference mode's unit; its default when None).
+        None before the reference could measure a frame (baseline still learning, metric uncalibrated).
+        """
+        with self._lock:
+            measure = self._latest
+            if measure is None:
+                return None
+            shape = (measure.score.shape[0], measure.score.shape[1])
+            flat = np.flatnonzero(polygon_mask(polygon, shape) & ~self._masks.excluded(shape))
+            values = measure.score.ravel()[flat]
+            fraction = None
+            if enter is not None or self.mode != "metric":
+                zone = ZoneConfig(name="probe", polygon=list(polygon), enter=enter)
+                threshold = np.float32(self._reference.threshold_score(self._cfg.thresholds(zone)[0]))
+                fraction = float(np.count_nonzero(values >= threshold)) / values.size if values.size else 0.0
+            distance = nearest(self._reference, values, flat, _PROBE_NEAREST_FRACTION) if values.size else None
+            return ZoneProbe(fraction, distance, self.unit, int(values.size))
 
     # -- per frame ----------------------------------------------------------------------------------
 
@@ -127,6 +211,8 @@ class CameraAlerts:
         health = self._health.update(frame.image, depth, t)
         masks = self._masks.get((depth.shape[0], depth.shape[1]))
         measure = self._reference.measure(depth, t) if health.frame_ok else None
+        self._latest = measure
+        self._last_seq = frame.seq
         judged = measure if health.reliable else None
         view = FrameView(frame.seq, t, frame.captured_wall, judged, masks, self._rebased)
         self._rebased = False
@@ -166,4 +252,3 @@ def _union(masks: Iterable[np.ndarray | None]) -> np.ndarray | None:
         return given[0] if given else None
     union: np.ndarray = np.logical_or.reduce(given)
     return union
-

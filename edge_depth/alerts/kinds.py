@@ -8,13 +8,21 @@ Home Assistant. A kind never sees MQTT: topics and discovery JSON are made from 
 
 A kind is built by a :data:`KindFactory` (usually its class) from the camera's alert config, the camera's
 depth reference and the :class:`~edge_depth.alerts.events.Origin` its events carry.
+
+Two optional hooks concern a clean stop and the next start; a kind that has neither method keeps the default
+behaviour of :func:`shutdown_step`, :func:`saved_state` and :func:`restore_state`:
+
+- :class:`EndsOnShutdown`: ``shutdown`` ends what must not outlive the process (an obstacle nobody watches
+  any more), with ``end`` events of reason ``shutdown``; by default nothing ends.
+- :class:`KeepsState`: ``save_state``/``restore_state`` carry what must survive a restart (a latched fall)
+  through the daemon's state file, as JSON under the kind's ``state_key``; by default nothing is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -108,3 +116,50 @@ class AlertKind(Protocol):
 
 KindFactory = Callable[[CameraAlertsConfig, Reference, Origin], AlertKind]
 """Builds a kind from the camera's alert config, its depth reference and the origin its events carry."""
+
+
+@runtime_checkable
+class EndsOnShutdown(Protocol):
+    """An alert kind whose open alerts end when the daemon stops cleanly."""
+
+    def shutdown(self, seq: int, wall: float) -> Step:
+        """End what a stop closes: ``end`` events (reason ``shutdown``) made at ``wall`` (epoch s) after frame
+        ``seq``, the last one stepped; :meth:`AlertKind.states` then shows those zones OFF. Called once, after
+        the last frame."""
+        ...
+
+
+@runtime_checkable
+class KeepsState(Protocol):
+    """An alert kind with state that survives a restart, kept as JSON in the daemon's state file."""
+
+    state_key: str
+    """Its key in the camera's state file, unique among the camera's kinds."""
+
+    def save_state(self) -> dict[str, Any] | None:
+        """JSON-ready state to restore at the next start; None when there is nothing to keep."""
+        ...
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`save_state` returned in an earlier run; called before the first frame. A kind
+        ignores (and may log) state it cannot use: a file from another version must not stop the daemon."""
+        ...
+
+
+def shutdown_step(kind: AlertKind, seq: int, wall: float) -> Step:
+    """``kind.shutdown`` when it has one; by default nothing ends at a stop."""
+    return kind.shutdown(seq, wall) if isinstance(kind, EndsOnShutdown) else NOTHING
+
+
+def saved_state(kind: AlertKind) -> tuple[str, dict[str, Any]] | None:
+    """(``state_key``, state) when ``kind`` keeps state and has some now; by default None."""
+    if not isinstance(kind, KeepsState):
+        return None
+    state = kind.save_state()
+    return None if state is None else (kind.state_key, state)
+
+
+def restore_state(kind: AlertKind, saved: Mapping[str, Any]) -> None:
+    """Hand ``kind`` its entry of ``saved`` (the camera's state file, by ``state_key``); by default nothing."""
+    if isinstance(kind, KeepsState) and isinstance(state := saved.get(kind.state_key), Mapping):
+        kind.restore_state(state)

@@ -6,6 +6,9 @@ zone then runs its own lifecycle (:class:`_ZoneTracker`): occupied for ``min_dur
 ``update`` follows at most every ``update_interval_s`` while occupied, ``hold_s`` without occupation gives
 ``end`` (reason ``cleared``), and ``cooldown_s`` of quiet follows. Acknowledging an open zone alert only
 marks its next events ``acknowledged``: the zone ends when it is empty, not when someone has seen it.
+
+A clean stop ends every open zone alert (reason ``shutdown``) and turns its zone OFF: after a restart nobody
+would ever end it, and the zone is judged afresh from the first frames.
 """
 
 from __future__ import annotations
@@ -141,6 +144,16 @@ class ObstacleZones:
     def states(self) -> dict[str, bool]:
         return {tracker.cfg.name: tracker.on for tracker in self._trackers}
 
+    def shutdown(self, seq: int, wall: float) -> Step:
+        """End every open zone alert (reason ``shutdown``, ``last_seen`` as measured) and turn its zone OFF."""
+        events: list[AlertEvent] = []
+        for tracker in self._trackers:
+            if tracker.alert is not None:
+                events.append(self._event("end", tracker, tracker.alert, seq, reason="shutdown"))
+            tracker.alert = None
+            tracker.state = "idle"
+        return Step(tuple(events))
+
     def acknowledge(self, event_id: str) -> bool:
         for tracker in self._trackers:
             if tracker.alert is not None and tracker.alert.id == event_id:
@@ -157,9 +170,11 @@ class ObstacleZones:
         bbox = (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))
         return Stats(distance, float(fraction), bbox, (float(xs.mean()), float(ys.mean())))
 
-    def _event(self, type_: EventType, tracker: _ZoneTracker, alert: OpenAlert, seq: int) -> AlertEvent:
+    def _event(
+        self, type_: EventType, tracker: _ZoneTracker, alert: OpenAlert, seq: int, reason: str | None = None
+    ) -> AlertEvent:
         cfg = tracker.cfg
-        reason = "cleared" if type_ == "end" else None
+        reason = reason or ("cleared" if type_ == "end" else None)
         return self._origin.event(
             type_, alert, seq, kind="obstacle", zone=cfg.name, severity=cfg.severity, reason=reason
         )

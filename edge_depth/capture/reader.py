@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -42,6 +43,13 @@ DEFAULT_FILE_FPS = 25.0
 _OPEN_GRACE_S = 2.0  # an open may overrun its own timeout by this much before the watchdog gives up on it
 _FPS_WINDOW_S = 1.0
 _RELEASE_WAIT_S = 1.0  # at shutdown, how long the supervisor waits for the I/O thread to release its capture
+# A gap this long between two decoded frames of an open source is a stall, whether the frames resume or the
+# session is given up; shorter gaps are jitter of the network or the encoder.
+STALL_GAP_S = 2.0
+HISTORY_S = 3600.0  # reconnects and stalls are reported over the last hour
+_DELIVERED_WINDOW_S = 10.0  # delivered frames are counted over this window: several even at a low fps_limit
+_DELIVERED_MIN_S = 2.0  # no delivered rate before the camera has been online this long
+_MAX_SOURCE_FPS = 240.0  # what a source reports above this is a time base, not a frame rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +58,17 @@ class CaptureState:
 
     ``state``: starting | online | reconnecting (lost a source that worked, retrying) | error (the source
     never came up, retrying) | ended (a file without ``loop`` reached its end) | stopped (shut down).
-    ``frames_dropped``: frames decoded but never inferred, = ``frames_stale`` (replaced in the hub by a
-    newer one) + ``frames_skipped`` (skipped to honour ``fps_limit``).
+    ``frames_dropped``: frames lost to overload: decoded and handed over, then replaced in the hub by a newer
+    one before inference took them (= ``frames_stale``). ``frames_skipped``: frames left out on purpose to
+    honour ``fps_limit``; never counted as dropped.
     ``reconnects``: attempts to open the source again after it failed or stalled.
     ``fps``: decoded frames per second over the last second or so; 0 when frames stopped.
     ``last_error``: one line, redacted; ``source``: redacted. ``since``: ``time.time()`` of the state change.
+    ``delivered_fps``: frames per second handed to inference (after ``fps_limit``) over the last 10 s; None
+    until the camera has been online for 2 s. ``expected_fps``: what it should deliver: the lower of
+    ``fps_limit`` and the source's own rate, whichever is known; None when neither is (or for a file read
+    as fast as inference goes). ``stalls``: gaps of ``STALL_GAP_S`` or more without a decoded frame while the
+    source was open. ``reconnects_last_hour``, ``stalls_last_hour``: the same over the last hour.
     """
 
     camera: str
@@ -68,6 +82,11 @@ class CaptureState:
     last_error: str | None
     source: str
     since: float
+    delivered_fps: float | None = None
+    expected_fps: float | None = None
+    stalls: int = 0
+    reconnects_last_hour: int = 0
+    stalls_last_hour: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +152,12 @@ class CameraReader:
         self._last_frame_mono: float | None = None
         self._fps_window_start = 0.0
         self._fps_window_frames = 0
+        self._stalls = 0
+        self._reconnect_times: deque[float] = deque()  # clock() of each reconnect in the last hour
+        self._stall_times: deque[float] = deque()
+        self._delivered_times: deque[float] = deque()  # clock() of each frame handed over, last window
+        self._online_since: float | None = None  # clock() of the current session's first frame
+        self._source_fps: float | None = None
         self._session: _Session | None = None
         self._ever_online = False
         self._state = CaptureState(
@@ -173,19 +198,47 @@ class CameraReader:
             stale = self._hub.dropped(self._name)
             fps = self._fps
             now = self._clock()
-            if self._state.state != "online" or (
+            frozen = self._state.state != "online" or (
                 self._last_frame_mono is not None and now - self._last_frame_mono > 2 * _FPS_WINDOW_S
-            ):
+            )
+            if frozen:
                 fps = 0.0  # never show a rate for a frozen camera
+            _prune(self._reconnect_times, now - HISTORY_S)
+            _prune(self._stall_times, now - HISTORY_S)
             return replace(
                 self._state,
                 frames_read=self._frames_read,
-                frames_dropped=stale + self._frames_skipped,
+                frames_dropped=stale,
                 frames_stale=stale,
                 frames_skipped=self._frames_skipped,
                 reconnects=self._reconnects,
                 fps=round(fps, 2),
+                delivered_fps=self._delivered_fps(now, frozen),
+                expected_fps=self._expected_fps(),
+                stalls=self._stalls,
+                reconnects_last_hour=len(self._reconnect_times),
+                stalls_last_hour=len(self._stall_times),
             )
+
+    def _delivered_fps(self, now: float, frozen: bool) -> float | None:
+        """Frames handed over per second over the last window (caller holds the lock); 0 when frozen."""
+        if frozen:
+            return 0.0 if self._online_since is not None else None
+        since = self._online_since
+        if since is None or now - since < _DELIVERED_MIN_S:
+            return None
+        span = min(_DELIVERED_WINDOW_S, now - since)
+        _prune(self._delivered_times, now - span)
+        return round(len(self._delivered_times) / span, 2)
+
+    def _expected_fps(self) -> float | None:
+        """The rate the camera should deliver; None when unknown or when inference sets the pace."""
+        is_file = self._source.kind == "file"
+        source = self._source_fps if not is_file or self._cfg.realtime else None
+        if is_file and not self._cfg.realtime:
+            return None
+        known = [rate for rate in (self._cfg.fps_limit, source) if rate]
+        return min(known) if known else None
 
     # ---------------------------------------------------------------------------- state bookkeeping
 
@@ -219,6 +272,7 @@ class CameraReader:
                 session.thread.join(_RELEASE_WAIT_S)  # let it release the capture, unless a read hangs
             if self._state.state != "ended":
                 self._set_state("stopped")
+                log.info("camera %s: stopped", self._name)
 
     def _run_sessions(self) -> None:
         delay = self._cfg.reconnect.initial_s
@@ -235,6 +289,10 @@ class CameraReader:
                 return
             if session.frames:
                 delay = self._cfg.reconnect.initial_s  # frames flowed: the source works again
+            if outcome.kind == "stalled" and session.opened:
+                self._count_stall()
+            with self._lock:
+                self._online_since = None
             self._abandon_session()
             state: StateName = "reconnecting" if self._ever_online else "error"
             log.warning("camera %s: %s; retrying in %.1f s", self._name, outcome.error, delay)
@@ -244,6 +302,7 @@ class CameraReader:
             delay = min(delay * 2, self._cfg.reconnect.max_s)
             with self._lock:
                 self._reconnects += 1
+                self._reconnect_times.append(self._clock())
 
     def _start_session(self, number: int) -> _Session:
         session = _Session(self._clock())
@@ -301,6 +360,9 @@ class CameraReader:
         pace = 1.0 / self._file_fps(cap) if is_file and self._cfg.realtime else 0.0
         block = is_file and not self._cfg.realtime
         limit = 1.0 / self._cfg.fps_limit if self._cfg.fps_limit else 0.0
+        reported = float(cap.get(cv2.CAP_PROP_FPS))
+        with self._lock:
+            self._source_fps = reported if 0 < reported <= _MAX_SOURCE_FPS else None
         next_due = next_allowed = self._clock()
         while not (self._stop.is_set() or session.abandoned.is_set()):
             if pace:
@@ -340,9 +402,13 @@ class CameraReader:
         return due + period if now - due < period else now + period
 
     def _count_frame(self, session: _Session, now: float) -> None:
+        if session.frames and now - session.last_progress >= STALL_GAP_S:
+            self._count_stall()
         session.frames += 1
         session.last_progress = now
         with self._lock:
+            if session.frames == 1:
+                self._online_since = now
             self._frames_read += 1
             self._update_fps(now)
             self._last_frame_mono = now
@@ -374,7 +440,23 @@ class CameraReader:
         )
         session.waiting_for_consumer = block
         try:
-            return self._hub.put(frame, block=block, stop=self._stop)
+            delivered = self._hub.put(frame, block=block, stop=self._stop)
+            if delivered:
+                with self._lock:
+                    self._delivered_times.append(now)
+                    _prune(self._delivered_times, now - _DELIVERED_WINDOW_S)
+            return delivered
         finally:
             session.waiting_for_consumer = False
             session.last_progress = self._clock()
+
+    def _count_stall(self) -> None:
+        with self._lock:
+            self._stalls += 1
+            self._stall_times.append(self._clock())
+
+
+def _prune(times: deque[float], horizon: float) -> None:
+    """Drop the clock() values older than ``horizon`` from the front of ``times`` (kept in order)."""
+    while times and times[0] < horizon:
+        times.popleft()

@@ -28,14 +28,17 @@ from edge_depth.model.contract import (
     read_rt_info,
     read_spec,
 )
+from edge_depth.model.preflight import openvino_message
 
 log = logging.getLogger(__name__)
 
 
 class ModelError(Exception):
-    """The IR is missing, unreadable or not an edge-depth IR, or does not fit the input size asked for.
+    """The IR is missing, unreadable or not an edge-depth IR, does not fit the input size asked for, or cannot
+    be compiled for the device.
 
-    One line naming the file, or the setting (``model.input_size``).
+    One line naming the setting (``model.path``, ``model.input_size``, ``model.device``) or the file, and
+    OpenVINO's own reason without its C++ prefixes.
     """
 
 
@@ -139,6 +142,8 @@ class DepthEngine:
         # requests (measured: ~3 % FPS). LATENCY: a frame is taken only once a request is free, so it is the newest.
         self._ready_ahead = 0 if hint == "LATENCY" else 1
         self._on_result: Callable[[DepthFrame], None] | None = None
+        self.load_error: ModelError | None = None
+        """The first compile that failed in ``submit`` (a new input size at run time); the daemon stops with it."""
         shape = self._model.inputs[0].get_partial_shape()
         h = shape[1].get_length() if shape[1].is_static else 0
         w = shape[2].get_length() if shape[2].is_static else 0
@@ -172,18 +177,28 @@ class DepthEngine:
             return self._compiled[size][0]
 
     def _compile(self, size: tuple[int, int]) -> tuple[ov.CompiledModel, ov.AsyncInferQueue]:
+        """Reshape and compile for ``size``; raises ``ModelError`` naming the setting for whatever OpenVINO refuses."""
         w, h = size
         started = time.monotonic()
+        name = self._info.path.name
         model = self._model.clone()
-        model.reshape({INPUT_NAME: [1, h, w, 3]})
+        try:
+            model.reshape({INPUT_NAME: [1, h, w, 3]})
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"model.input_size: {name} cannot take {w}x{h} input: {openvino_message(exc)}") from None
         config: dict[str, Any] = {"PERFORMANCE_HINT": self._hint}
         if self._infer_requests:
             config["PERFORMANCE_HINT_NUM_REQUESTS"] = self._infer_requests
         if self._inference_precision_hint != "auto":
             config["INFERENCE_PRECISION_HINT"] = self._inference_precision_hint
-        compiled = self._core.compile_model(model, self._device, config)
-        jobs = self._infer_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        queue = ov.AsyncInferQueue(compiled, jobs)
+        try:
+            compiled = self._core.compile_model(model, self._device, config)
+            jobs = self._infer_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            queue = ov.AsyncInferQueue(compiled, jobs)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ModelError(
+                f"model.device: {self._device}: cannot compile {name} for {w}x{h}: {openvino_message(exc)}"
+            ) from None
         queue.set_callback(self._completed)
         with self._idle:
             self._capacity += jobs
@@ -208,9 +223,20 @@ class DepthEngine:
         return len(self._compiled[size][1])
 
     def submit(self, frame: Frame) -> None:
-        """Start inference on ``frame`` (its image at the model's input size). Blocks while all requests are busy."""
+        """Start inference on ``frame`` (its image at the model's input size). Blocks while all requests are busy.
+
+        A first frame of a new size compiles the model for it. When that fails the error is kept in
+        ``load_error`` (the daemon stops with it: the model cannot run this camera) and, from then on, no frame
+        is run: it is dropped here rather than raised into the dispatcher, which would only log it again.
+        """
         h, w = frame.image.shape[:2]
-        self.compile((w, h))
+        if self.load_error is not None:
+            return
+        try:
+            self.compile((w, h))
+        except ModelError as exc:
+            self.load_error = exc
+            return
         queue = self._compiled[(w, h)][1]
         with self._idle:
             self._busy += 1

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+import cv2
+import numpy as np
+
 from edge_depth.alerts.camera import CameraAlerts
 from edge_depth.alerts.events import AlertOutput
 from edge_depth.alerts.health import DepthHealth
-from edge_depth.alerts.zones import draw_zones
+from edge_depth.alerts.zones import ACTIVE_COLOR, draw_zones
 from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import DepthFrame
 from edge_depth.mqtt.discovery import nearest_payload
@@ -26,13 +30,18 @@ from edge_depth.outputs.meters import LatencyWindow, Publisher, RateMeter
 log = logging.getLogger(__name__)
 
 NEAREST_PERIOD_S = 1.0  # the nearest-distance sensor is for dashboards: once a second is plenty
+# The status is refreshed once this many results are in: the first moment every figure, the processing rate
+# included (a rate needs two frames), is known.
+FIRST_STATUS_RESULTS = 2
 
 
 class CameraOutput:
     """Turns one camera's ``DepthFrame``s into MQTT messages and keeps the figures its status reports.
 
-    ``on_health_change`` is called (on the output worker) when the depth turns unreliable or recovers, so
-    the daemon can refresh the camera's retained status at once.
+    ``on_health_change`` is called (on the output worker) once the camera's first results are in
+    (``FIRST_STATUS_RESULTS``), and whenever the depth turns unreliable or recovers after that, so the daemon
+    can refresh the camera's retained status at once. It is called once the result is counted: a status made
+    in it already reports it (``frames_processed``, ``fps``, ``input_size``).
     """
 
     def __init__(
@@ -73,13 +82,13 @@ class CameraOutput:
             self._next_nearest = result.captured_mono + NEAREST_PERIOD_S
             payload = nearest_payload(out.nearest, out.unit, out.calibrated)
             self._publisher.set_retained(self._nearest_topic, payload, qos=0)
-        self._track_health(out.health)
         self.frames += 1
         done = time.monotonic()
         self.fps.tick(done)
         self.infer_ms.add(result.infer_ms)
         self.latency_ms.add((done - result.captured_mono) * 1000.0)
         self.input_size = (result.depth.shape[1], result.depth.shape[0])
+        self._track_health(out.health)  # last: the status it may trigger includes this frame
 
     def _publish_alerts(self, result: DepthFrame, out: AlertOutput) -> None:
         camera = self.cfg.name
@@ -91,15 +100,31 @@ class CameraOutput:
         if out.snapshot_zones:
             heatmap = self._heatmap.render(result.depth, _source_size(result))
             image = draw_zones(heatmap, self.alerts.zones, active=out.snapshot_zones)
+            for event in out.events:
+                if event.kind == "fall" and event.type == "new" and event.bbox is not None:
+                    _draw_box(image, event.bbox)  # the tracked region that fell: what the alert is about
             jpeg = encode_jpeg(image, self.cfg.heatmap.jpeg_quality)
             self._publisher.publish(self._topics.alert_snapshot(camera), jpeg, qos=0)
+
+    def shutdown(self) -> None:
+        """At a clean stop, once no frame is processed any more: publish the ``end`` (reason ``shutdown``) of every
+        alert a stop closes, then the zone states that turned OFF with them (``CameraAlerts.shutdown``)."""
+        events, states = self.alerts.shutdown()
+        camera = self.cfg.name
+        for event in events:
+            self._publisher.publish(self._topics.alert(camera), dumps(event.payload()), qos=1)
+            self.alerts_published += 1
+        for zone, on in states:
+            self._publisher.set_retained(self._topics.zone_state(camera, zone), "ON" if on else "OFF")
 
     def _track_health(self, health: DepthHealth) -> None:
         changed = self.health is None or health.reliable != self.health.reliable
         self.health = health
-        if changed and self.health is not None and not health.reliable:
+        if changed and not health.reliable:
             log.warning("camera %s: depth unreliable (%s): alerts suppressed", self.cfg.name, health.reason)
-        if changed and self._on_health_change is not None:
+        # A change before the first status refresh is in that refresh.
+        news = self.frames == FIRST_STATUS_RESULTS or (changed and self.frames > FIRST_STATUS_RESULTS)
+        if news and self._on_health_change is not None:
             self._on_health_change(self.cfg.name)
 
     def _publish_heatmap(self, result: DepthFrame) -> None:
@@ -136,3 +161,12 @@ def _source_size(result: DepthFrame) -> tuple[int, int]:
 
 def dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+
+
+def _draw_box(image: np.ndarray, bbox: tuple[float, float, float, float]) -> None:
+    """Outline ``bbox`` (x0, y0, x1, y1, normalised) on the (H, W, 3) uint8 BGR ``image``, in place."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = bbox
+    corner0 = (int(x0 * width), int(y0 * height))
+    corner1 = (min(math.ceil(x1 * width), width) - 1, min(math.ceil(y1 * height), height) - 1)
+    cv2.rectangle(image, corner0, corner1, ACTIVE_COLOR, max(1, round(height / 120)))

@@ -27,12 +27,17 @@ def daemon_config(
     cameras: list[dict[str, Any]],
     **sections: Any,
 ) -> dict[str, Any]:
-    """A config dict: ``broker`` gives host and port; ``sections`` override or add whole sections."""
+    """A config dict: ``broker`` gives host and port; ``sections`` override or add whole sections.
+
+    The web console is off unless a test asks for it: its default port is fixed, and daemons of tests that run
+    side by side (or a developer's own daemon) would compete for it.
+    """
     mqtt: dict[str, Any] = {"topic_prefix": "ed", "reconnect_min_s": 0.5, "reconnect_max_s": 2, "stats_interval_s": 2}
     if broker is not None:
         mqtt |= {"host": broker.host, "port": broker.port}
     mqtt |= sections.pop("mqtt", {})
-    return {"mqtt": mqtt, "model": {"path": str(model)}, "cameras": cameras, **sections}
+    web = sections.pop("web", {"enabled": False})
+    return {"mqtt": mqtt, "model": {"path": str(model)}, "cameras": cameras, "web": web, **sections}
 
 
 class Daemon:
