@@ -1,4 +1,4 @@
-"""The ``edge-depth`` command: run, check-config, predict, convert, bench.
+"""The ``edge-depth`` command: run, check-config, predict, record, convert, bench.
 
 Heavy modules are imported inside each command, so ``check-config`` (systemd's ExecStartPre=) stays fast
 and ``convert`` is the only command that needs torch.
@@ -23,7 +23,7 @@ environment variables EDGE_DEPTH_MQTT_HOST and EDGE_DEPTH_MQTT_PORT (the options
 
 
 class _JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log shippers."""
+    """One JSON object per line, for log shippers (the redacting filter has escaped and bounded the text)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name}
@@ -32,17 +32,19 @@ class _JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return json.dumps(entry)
 
 
 def _setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
-    from edge_depth.redact import RedactingFilter
+    from edge_depth.redact import OneLineFormatter, RedactingFilter
 
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:  # a traceback stays in its record's line (as \n): journald would make each line an entry of its own
+        handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -137,8 +139,15 @@ def _cmd_bench(argv: list[str]) -> int:
     return code
 
 
+def _cmd_record(argv: list[str]) -> int:
+    from edge_depth.tools.record import main as record_main
+
+    _setup_logging("WARNING")
+    return record_main(argv)
+
+
 # Commands with a parser of their own: their arguments are handed over untouched.
-_FORWARDED = {"convert": _cmd_convert, "bench": _cmd_bench}
+_FORWARDED = {"convert": _cmd_convert, "bench": _cmd_bench, "record": _cmd_record}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark the model and the full pipeline", add_help=False)
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=_cmd_bench)
+
+    rec = sub.add_parser(
+        "record", help="record a camera's depth (and images) for replay (see `record --help`)", add_help=False
+    )
+    rec.add_argument("rest", nargs=argparse.REMAINDER)
+    rec.set_defaults(func=_cmd_record)
     return parser
 
 

@@ -1,8 +1,14 @@
 """The daemon: wires capture, inference, outputs and MQTT together and runs until told to stop.
 
 One stop event, set by SIGTERM/SIGINT. The main thread only supervises: it feeds systemd's watchdog
-while frames are really processed, publishes status and stats periodically, and on stop shuts the
-stages down in order (capture, in-flight inference and its outputs, then MQTT with ``offline``).
+while frames are really processed, publishes status and stats periodically (statuses every
+``_STARTUP_STATUS_S`` during the first stats interval, so that the first figures show up at once), and on
+stop shuts the stages down in order (capture, in-flight inference and its outputs, the end of open obstacle
+alerts and their zone states, then MQTT with ``offline``).
+
+At start, the retained topics that an earlier run announced and this one does not (a camera, zone or
+feature taken out of the config) get an empty retained payload, which deletes them from the broker and
+Home Assistant; what was announced is remembered in the state directory.
 """
 
 from __future__ import annotations
@@ -24,13 +30,16 @@ from edge_depth import __version__
 from edge_depth.alerts.commands import parse_ack, parse_baseline_reset
 from edge_depth.capture.reader import CaptureState
 from edge_depth.config.schema import Config
+from edge_depth.model.engine import ModelError
 from edge_depth.mqtt.client import MqttPublisher
-from edge_depth.mqtt.discovery import discovery_messages
+from edge_depth.mqtt.discovery import discovery_messages, gone, load_announced, save_announced
 from edge_depth.notify import Notifier
 from edge_depth.outputs.camera import CameraOutput, dumps
+from edge_depth.outputs.status import camera_status
 from edge_depth.pipeline import Pipeline
+from edge_depth.redact import Throttle
 from edge_depth.stages import Stages, StartupError, build_engine, build_stages, topics_of
-from edge_depth.timestamps import iso_utc
+from edge_depth.web import DaemonTap, StagesView, WebError, WebServer
 
 __all__ = ["Service", "StartupError"]
 
@@ -41,6 +50,11 @@ _SUPERVISE_TICK_S = 0.5
 # never has to SIGKILL us, which would lose the final status, ``offline`` and the saved baselines.
 _SHUTDOWN_BUDGET_S = 4.0
 _MQTT_RESERVE_S = 1.0  # of the shutdown budget, what is left for publishing the final status and ``offline``
+_WEB_STOP_S = 0.8  # of the shutdown budget, the console's: open streams end at once, requests get a short grace
+_STARTUP_STATUS_S = 2.0  # status refresh period during the first stats interval: rates settle within seconds
+ANNOUNCED_FILE = "announced.json"  # in the state directory: the retained topics the last run published
+_HA_STATUS_MAX_BYTES = 64  # Home Assistant status payloads are "online" and "offline"
+_IGNORED_LOG_INTERVAL_S = 60.0  # anyone on the broker can send bad commands: one line a minute per topic
 
 
 class Service:
@@ -55,6 +69,9 @@ class Service:
         self._started = time.monotonic()
         self._stages: Stages | None = None
         self._publisher: MqttPublisher | None = None
+        self._web: WebServer | None = None
+        self._load_error: ModelError | None = None
+        self._ignored = Throttle(log, _IGNORED_LOG_INTERVAL_S)
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: FrameType | None) -> None:
@@ -75,21 +92,29 @@ class Service:
         state_dir = self.cfg.state_dir or (
             Path(os.environ["STATE_DIRECTORY"]) if "STATE_DIRECTORY" in os.environ else None
         )
+        # The console sees what the outputs publish (heatmap JPEGs, alerts, zone states) as they pass.
+        cameras = [cam for cam in self.cfg.cameras if cam.enabled]
+        tap = DaemonTap(self._topics, cameras, recent_events=self.cfg.web.recent_events)
         stages = build_stages(
             self.cfg,
-            publisher,
+            tap.publisher(publisher),
             engine=engine,
             state_dir=state_dir,
             on_state=self._state_changed,
             on_health_change=self._publish_status,
+            wrap_output=tap.wrap,
         )
         self._stages = stages
+        self._web = self._make_web(stages, tap, publisher)
         for name in stages.outputs:
             self._publish_status(name)
+        self._forget_gone(publisher, state_dir)
         self._subscribe_commands(publisher, stages.pipeline)
         self._publish_discovery()
         publisher.start()
         stages.start()
+        if self._web is not None:
+            self._web.start()
         info = engine.info
         self._notifier.ready(f"model {info.name} {info.precision} on {','.join(info.execution_devices)}")
         log.info(
@@ -103,7 +128,27 @@ class Service:
             self._supervise()
         finally:
             self._shutdown(stages)
+        if self._load_error is not None:
+            raise self._load_error  # a model that failed to compile for a camera's input size: exit 2
         return 0
+
+    def _make_web(self, stages: Stages, tap: DaemonTap, publisher: MqttPublisher) -> WebServer | None:
+        """The console over a read-only view of this daemon, its socket bound (None when ``web.enabled`` is off)."""
+        if not self.cfg.web.enabled:
+            return None
+        view = StagesView(
+            stages,
+            tap,
+            self.cfg.cameras,
+            camera_status=self.camera_status,
+            stats=self.stats,
+            mqtt=publisher.stats,
+            infer_size=self.cfg.model.fixed_input_size() or stages.engine.info.ir_input_size,
+        )
+        try:
+            return WebServer(self.cfg.web, view, tap)
+        except WebError as exc:
+            raise StartupError(str(exc)) from None
 
     @property
     def _outputs(self) -> Mapping[str, CameraOutput]:
@@ -117,15 +162,15 @@ class Service:
                 try:
                     event_id = parse_ack(payload)
                 except ValueError as exc:
-                    log.warning("ignored message on %s: %s", topic, exc)
+                    self._ignored.warning(topic, "ignored message on %s: %s", topic, exc)
                     return
-                pipeline.call_soon(lambda: self._acknowledge(out, event_id))
+                pipeline.call_soon(lambda: self._acknowledge(out, event_id, topic))
 
             def reset(topic: str, payload: bytes, out: CameraOutput = out) -> None:
                 try:
                     parse_baseline_reset(payload)
                 except ValueError as exc:
-                    log.warning("ignored message on %s: %s", topic, exc)
+                    self._ignored.warning(topic, "ignored message on %s: %s", topic, exc)
                     return
                 log.info("camera %s: relearning the empty scene", out.cfg.name)
                 pipeline.call_soon(out.alerts.reset_baseline)
@@ -138,19 +183,24 @@ class Service:
                 if payload.strip() == b"online":  # Home Assistant restarted: it needs the configs again
                     self._publish_discovery()
 
-            publisher.subscribe(self._topics.homeassistant_status, ha_status)
+            # Home Assistant's birth message is "online": anything bigger is not it. It may be retained on purpose
+            # (discovery is re-sent on every connect anyway), so a retained one is ignored without a warning.
+            publisher.subscribe(
+                self._topics.homeassistant_status, ha_status, max_payload=_HA_STATUS_MAX_BYTES, warn_retained=False
+            )
 
-    @staticmethod
-    def _acknowledge(out: CameraOutput, event_id: str) -> None:
+    def _acknowledge(self, out: CameraOutput, event_id: str, topic: str) -> None:
         if out.alerts.acknowledge(event_id):
             log.info("camera %s: alert %s acknowledged", out.cfg.name, event_id)
-        else:
-            log.warning("camera %s: acknowledgement for unknown or cleared alert %s", out.cfg.name, event_id)
+        else:  # well-formed acks for made-up ids are as cheap to send as malformed ones
+            self._ignored.warning(
+                topic, "camera %s: acknowledgement for unknown or cleared alert %s", out.cfg.name, event_id
+            )
 
-    def _publish_discovery(self) -> None:
-        if not self.cfg.homeassistant.enabled or self._publisher is None:
-            return
-        messages = discovery_messages(
+    def _discovery_messages(self) -> list[tuple[str, str]]:
+        if not self.cfg.homeassistant.enabled:
+            return []
+        return discovery_messages(
             topics=self._topics,
             node_id=re.sub(r"[^a-zA-Z0-9_-]", "_", self.cfg.mqtt.client_id),
             cameras=[(name, tuple(z.name for z in out.alerts.zones)) for name, out in self._outputs.items()],
@@ -158,16 +208,48 @@ class Service:
             nearest_units={name: out.alerts.unit for name, out in self._outputs.items()},
             entities={name: out.alerts.entities for name, out in self._outputs.items()},
         )
-        for topic, payload in messages:
+
+    def _publish_discovery(self) -> None:
+        if self._publisher is None:
+            return
+        for topic, payload in self._discovery_messages():
             self._publisher.set_retained(topic, payload)
 
+    def retained_topics(self) -> set[str]:
+        """Every retained topic this run publishes besides ``available``: discovery configs, and per camera its
+        status, nearest distance and the state of each zone (``fall`` included) its alert kinds report."""
+        topics = {topic for topic, _ in self._discovery_messages()}
+        for name, out in self._outputs.items():
+            topics |= {self._topics.status(name), self._topics.nearest(name)}
+            topics |= {self._topics.zone_state(name, entity.state) for entity in out.alerts.entities}
+        return topics
+
+    def _forget_gone(self, publisher: MqttPublisher, state_dir: Path | None) -> None:
+        """Clear what an earlier run announced and this one does not, then remember what this one announces."""
+        if state_dir is None:
+            return  # nothing to remember with: retained topics of removed cameras stay until cleared by hand
+        path = state_dir / ANNOUNCED_FILE
+        current = self.retained_topics()
+        stale = gone(load_announced(path), current)
+        for topic in stale:
+            publisher.set_retained(topic, b"")  # an empty retained payload deletes the retained message
+        if stale:
+            log.info("removing %d retained topic(s) no longer in the config: %s", len(stale), ", ".join(stale))
+        try:
+            save_announced(path, current)
+        except OSError as exc:
+            log.warning("cannot remember the announced topics in %s: %s", path, exc)
+
     def _state_changed(self, camera: str, state: CaptureState) -> None:
-        log.info("camera %s: %s%s", camera, state.state, f" ({state.last_error})" if state.last_error else "")
+        # The reader logs its own state changes, with their reasons: one line each, not two.
         self._publish_status(camera, state)
 
     def _supervise(self) -> None:
         interval = self.cfg.mqtt.stats_interval_s
         next_report = time.monotonic() + interval
+        # Until the first report, statuses are refreshed often: rates and input sizes are known within seconds.
+        next_status = time.monotonic() + min(_STARTUP_STATUS_S, interval)
+        startup_until = next_report
         watchdog = self._notifier.watchdog_interval_s
         next_ping = time.monotonic()
         frames_at_ping = -1
@@ -180,15 +262,24 @@ class Service:
                     self._notifier.watchdog()
                     frames_at_ping = done
                 next_ping = now + watchdog
+            if self._stages is not None and self._stages.engine.load_error is not None:
+                self._load_error = self._stages.engine.load_error  # reported once, by the caller of run()
+                self.stop.set()
+                break
             if now >= next_report:
                 self._report()
                 next_report = now + interval
+            elif next_status <= now < startup_until:
+                for name in self._outputs:
+                    self._publish_status(name)
+                next_status = now + _STARTUP_STATUS_S
 
     def _any_camera_online(self) -> bool:
         readers = self._stages.readers.values() if self._stages else ()
         return any(reader.state().state == "online" for reader in readers)
 
     def _report(self) -> None:
+        self._ignored.flush()  # how many bad commands were not logged, once their minute is over
         for name in self._outputs:
             self._publish_status(name)
         if self._publisher is not None:
@@ -197,31 +288,13 @@ class Service:
         self._notifier.status(f"{fps:.1f} fps over {len(self._outputs)} camera(s)")
 
     def camera_status(self, name: str, state: CaptureState | None = None) -> dict[str, Any]:
-        """The retained JSON of ``<prefix>/<camera>/status``."""
+        """The retained JSON of ``<prefix>/<camera>/status`` (``outputs.status.camera_status``)."""
         reader = self._stages.readers.get(name) if self._stages else None
         state = state or (reader.state() if reader else None)
         out = self._outputs[name]
         info = self._stages.engine.info if self._stages else None
-        payload: dict[str, Any] = {
-            "camera": name,
-            "state": state.state if state else "starting",
-            "since": iso_utc(state.since) if state else None,
-            "source": state.source if state else None,
-            "capture_fps": round(state.fps, 2) if state else 0.0,
-            "frames_read": state.frames_read if state else 0,
-            "frames_dropped": state.frames_dropped if state else 0,
-            "reconnects": state.reconnects if state else 0,
-            "last_error": state.last_error if state else None,
-            "device": ",".join(info.execution_devices) if info else None,
-            "device_requested": info.device if info else None,
-            "model": info.name if info else None,
-            "precision": info.precision if info else None,
-            "inference_precision": info.inference_precision or None if info else None,
-        }
-        payload.update(out.figures())
-        if payload["state"] == "online" and out.health is not None and not out.health.reliable:
-            payload["state"] = "depth unreliable"  # frames flow, but alerts are suppressed: say so
-        return payload
+        reliable = None if out.health is None else out.health.reliable
+        return camera_status(name, state, out.figures(), info, depth_reliable=reliable)
 
     def _publish_status(self, name: str, state: CaptureState | None = None) -> None:
         if self._publisher is not None:
@@ -246,9 +319,17 @@ class Service:
     def _shutdown(self, stages: Stages) -> None:
         deadline = time.monotonic() + _SHUTDOWN_BUDGET_S
         self._notifier.stopping()
+        if self._web is not None:
+            self._web.stop(timeout=_WEB_STOP_S)  # first: no command may reach the stages while they stop
         stages.stop(deadline - _MQTT_RESERVE_S)
         for out in stages.outputs.values():
-            out.alerts.save()
+            # Before ``offline``: open obstacle alerts end (reason ``shutdown``) and their zones turn OFF; a
+            # latched fall stays latched, saved with the baseline for the next start.
+            out.shutdown()
+            try:
+                out.alerts.save()
+            except OSError as exc:  # a full or read-only state directory must not cost the ``offline``
+                log.error("camera %s: cannot save its state: %s", out.cfg.name, exc)
         for name in stages.outputs:
             self._publish_status(name)
         if self._publisher is not None:

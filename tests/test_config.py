@@ -119,7 +119,7 @@ def test_the_examples_commented_settings_are_valid_when_uncommented(
     assert config.mqtt.username == "edge-depth"
     assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == SECRET
     assert config.mqtt.tls is not None and config.mqtt.tls.key_file == certs / "client.key"
-    assert config.model.cache_dir == tmp_path / "cache" / "openvino"
+    assert config.model.cache_dir == Path("/var/cache/edge-depth/openvino")  # systemd's CacheDirectory=
     assert SECRET not in repr(config.mqtt)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,12 +1,15 @@
 """Why a configuration cannot be used: ConfigError, whose lines read ``<file>:<line>: <key.path>: <message>``,
 and the translation of pydantic's validation errors into such lines, with "did you mean" for unknown keys.
 
-Messages never print the value that failed: it may be a password.
+Messages never print the value that failed: it may be a password. Every error is one line, whatever the file
+holds: characters that are not printable (a newline in a key, a NUL in the file's name) are escaped, and a
+file with a flood of problems reports the first ``MAX_ERRORS`` and how many more there are.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import TYPE_CHECKING, Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -14,6 +17,7 @@ from pydantic_core import ErrorDetails
 
 from edge_depth.config.base import annotation_members
 from edge_depth.config.schema import Config
+from edge_depth.redact import escape
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -21,12 +25,23 @@ if TYPE_CHECKING:
     from edge_depth.config.document import Document, Loc
 
 
+MAX_ERRORS = 20
+_SHOWN_KEY_CHARS = 60
+_PREFIX_HINT_CHARS = 3  # a typed prefix this long or longer is worth completing: fps -> fps_limit
+_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 class ConfigError(Exception):
     """The configuration cannot be used. `errors`: one line each, `<file>:<line>: <key.path>: <message>`."""
 
     def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
+        lines = [escape(error) for error in errors]
+        if len(lines) > MAX_ERRORS:
+            # The summary takes the place (`<file>:<line>`) of the first problem it stands for.
+            where = lines[MAX_ERRORS - 1].split(": ", 1)[0]
+            lines[MAX_ERRORS - 1 :] = [f"{where}: ... and {len(lines) - MAX_ERRORS + 1} more problems"]
+        super().__init__("\n".join(lines))
+        self.errors = lines
 
     def __str__(self) -> str:
         return "\n".join(self.errors)
@@ -42,21 +57,34 @@ def dotted(loc: Loc) -> str:
     """A key path as the user reads it: `cameras[0].heatmap.rate_hz`."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _KEY.fullmatch(part):  # a key no schema has: quoted, so that the path stays readable
+            text += f"[{part[:_SHOWN_KEY_CHARS]!r}{'...' if len(part) > _SHOWN_KEY_CHARS else ''}]"
+        else:
+            text += f".{part}" if text else part
     return text
 
 
 def validation_errors(doc: Document, error: ValidationError) -> list[str]:
     """One line per problem, sorted by line; union members' messages about one key are merged."""
-    merged: dict[Loc, list[str]] = {}
-    # Inputs are only looked at, never printed: they may be passwords.
+    by_loc: dict[Loc, list[ErrorDetails]] = {}
     for details in error.errors(include_url=False):
-        loc = _located(doc, details)
+        by_loc.setdefault(_located(doc, details), []).append(details)
+    ordered = sorted(by_loc, key=doc.line)
+    # Messages (with their "did you mean") only for the lines ConfigError shows; the rest are only counted.
+    lines = [doc.error(loc, _join(_messages(loc, by_loc[loc]))) for loc in ordered[:MAX_ERRORS]]
+    return lines + [doc.error(loc, "") for loc in ordered[MAX_ERRORS:]]
+
+
+def _messages(loc: Loc, problems: list[ErrorDetails]) -> list[str]:
+    # Inputs are only looked at, never printed: they may be passwords.
+    messages: list[str] = []
+    for details in problems:
         message = _message(loc, details)
-        if message not in merged.setdefault(loc, []):
-            merged[loc].append(message)
-    lines = [(doc.line(loc), doc.error(loc, _join(messages))) for loc, messages in merged.items()]
-    return [text for _, text in sorted(lines, key=lambda item: item[0])]
+        if message not in messages:
+            messages.append(message)
+    return messages
 
 
 def _located(doc: Document, details: ErrorDetails) -> Loc:
@@ -98,7 +126,7 @@ def _unknown_key(loc: Loc) -> str:
     valid = sorted(_keys_at(loc[:-1]))
     key = str(loc[-1])
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    close = close or [name for name in valid if len(key) >= 3 and name.startswith(key)][:1]  # fps -> fps_limit
+    close = close or [name for name in valid if len(key) >= _PREFIX_HINT_CHARS and name.startswith(key)][:1]
     if close:
         return f"unknown key (did you mean '{close[0]}'?)"
     return f"unknown key (valid keys: {', '.join(valid)})" if valid else "unknown key"

@@ -1,11 +1,18 @@
 """Loading the configuration file: read the YAML, substitute ``${...}``, validate against the schema,
-resolve relative paths and check the files it names; every problem becomes a ConfigError line."""
+resolve relative paths and check the files it names; every problem becomes a ConfigError line.
+
+Whatever the file holds, loading ends in a Config or a ConfigError (never a traceback, never a wait): the
+document's size and shape are bounded by ``read_document``, and no string value, written or substituted, may
+hold a NUL or a lone surrogate, which no host, topic or path can carry.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -18,6 +25,8 @@ from edge_depth.config.substitution import substitute
 Loc = tuple[str | int, ...]
 # A check that needs more than the schema (OpenVINO's devices, a writable cache): (key, problem) pairs.
 Check = Callable[[Config], list[tuple[Loc, str]]]
+
+_UNUSABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def load_config(path: Path, *, env: Mapping[str, str] | None = None, checks: Sequence[Check] = ()) -> Config:
@@ -43,6 +52,11 @@ def check_config(path: Path, *, checks: Sequence[Check] = ()) -> tuple[int, str]
 
 def _load(path: Path, env: Mapping[str, str], checks: Sequence[Check] = ()) -> tuple[Config, Document]:
     doc = substitute(read_document(path), env)
+    unusable = [
+        doc.error(loc, _unusable_reason(text)) for loc, text in _strings(doc.data, ()) if _UNUSABLE.search(text)
+    ]
+    if unusable:
+        raise ConfigError(unusable)
     try:
         config = Config.model_validate(doc.data)
     except ValidationError as error:
@@ -54,6 +68,26 @@ def _load(path: Path, env: Mapping[str, str], checks: Sequence[Check] = ()) -> t
     if problems:
         raise ConfigError(problems)
     return config, doc
+
+
+def _strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """Every key and string value in the data with its key path (the depth is bounded by read_document)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*loc, key), key
+            yield from _strings(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*loc, index))
+    elif isinstance(value, str):
+        yield loc, value
+
+
+def _unusable_reason(text: str) -> str:
+    # Only what is wrong, never the value: it may be a password.
+    if "\x00" in text:
+        return "must not contain a NUL character"
+    return "must be valid Unicode text (it holds a lone surrogate, an escape such as \\udc80)"
 
 
 def _summary(config: Config, doc: Document) -> str:

@@ -19,19 +19,53 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from edge_depth.config.alerts import CameraAlertsConfig
 from edge_depth.config.base import MUST_EXIST, StrictModel
 from edge_depth.config.sources import SourceKind, classify_source
+from edge_depth.config.web import WebConfig
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _TOPIC_PREFIX = r"^[^#+/\s][^#+\s]*[^#+/\s]$|^[^#+/\s]$"
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
+# Strings that reach the broker or the filesystem: paho sends what it is given (a NUL or newline in a topic or
+# client id gets the connection dropped, a lone surrogate or a string over MQTT's 65,535 bytes kills its network
+# thread at connect), and a NUL in a path fails every open. Checked before the field's own constraints.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_MQTT_FORBIDDEN = {"host": "/#+", "client_id": "#+", "topic_prefix": "#+", "username": "#+", "discovery_prefix": "#+"}
+_MQTT_STRING_BYTES = 65535
+_PATH_MAX_BYTES = 4096  # PATH_MAX
+_PASSWORD_MAX_CHARS = 4096  # long tokens (JWTs) are used as passwords; far below MQTT's 65,535 bytes
+
+
+def _text_rules(value: object, field: str | None, *, forbidden: str = "", spaces: bool = True) -> object:
+    """`value` unchanged when it is no string or a usable one; ValueError naming the first rule it breaks."""
+    if not isinstance(value, str):
+        return value
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (newline, NUL, ...) or invalid Unicode")
+    if not spaces and any(char.isspace() for char in value):
+        raise ValueError("must not contain spaces")
+    bad = [char for char in forbidden if char in value]
+    if bad:
+        shown = " or ".join(repr(char) for char in bad)
+        why = "reserved for MQTT topic wildcards" if set(bad) <= {"#", "+"} else "not part of a host name or address"
+        raise ValueError(f"must not contain {shown} ({why})")
+    limit = _PATH_MAX_BYTES if field is None else _MQTT_STRING_BYTES
+    if len(value.encode()) > limit:
+        raise ValueError(f"must not be longer than {limit} bytes (UTF-8)")
+    return value
+
+
 _RELATIVE = " Relative to the config file's directory."
+
+
+def _path_rules(value: object) -> object:
+    return _text_rules(value, None)
 
 
 class TlsConfig(StrictModel):
@@ -52,6 +86,8 @@ class TlsConfig(StrictModel):
         False, description="Skip the broker hostname check. For tests with self-signed certificates only."
     )
 
+    _paths = field_validator("ca_file", "cert_file", "key_file", mode="before")(_path_rules)
+
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
@@ -61,7 +97,7 @@ class TlsConfig(StrictModel):
 
 
 class MqttConfig(StrictModel):
-    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    host: str = Field("localhost", min_length=1, max_length=253, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
     client_id: str = Field("edge-depth", min_length=1, max_length=128, description="MQTT client id; unique per broker.")
     topic_prefix: str = Field(
@@ -71,10 +107,13 @@ class MqttConfig(StrictModel):
         description="Prefix of every topic: <prefix>/available, <prefix>/<camera>/status, ...",
     )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive interval (s).")
-    username: str | None = Field(None, min_length=1, description="User name, when the broker requires one.")
+    username: str | None = Field(
+        None, min_length=1, max_length=1024, description="User name, when the broker requires one."
+    )
     password: SecretStr | None = Field(
         None,
-        description="Password: use ${ENV_VAR} or ${credential:NAME} (systemd LoadCredential=), not a literal.",
+        description="Password: use ${ENV_VAR} or ${credential:NAME} (systemd LoadCredential=), not a literal."
+        " At most 4096 characters.",
     )
     tls: TlsConfig | None = Field(None, description="TLS settings; plain TCP when absent.")
     reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First reconnect delay after a lost broker (s).")
@@ -83,6 +122,25 @@ class MqttConfig(StrictModel):
         1000, ge=10, le=100_000, description="Alerts (QoS 1) kept while the broker is away; heatmaps are dropped."
     )
     stats_interval_s: float = Field(30.0, ge=1, le=3600, description="Period of <prefix>/stats and status (s).")
+
+    @field_validator("host", "client_id", "topic_prefix", "username", mode="before")
+    @classmethod
+    def _usable_by_mqtt(cls, value: object, info: ValidationInfo) -> object:
+        field = info.field_name or ""
+        return _text_rules(value, field, forbidden=_MQTT_FORBIDDEN[field], spaces=field != "host")
+
+    @field_validator("password")
+    @classmethod
+    def _password_size(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never shows the value. MQTT carries it as binary data: only its size and encoding matter.
+        secret = "" if value is None else value.get_secret_value()
+        if len(secret) > _PASSWORD_MAX_CHARS:
+            raise ValueError(f"must not be longer than {_PASSWORD_MAX_CHARS} characters")
+        try:
+            secret.encode()
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+        return value
 
     @model_validator(mode="after")
     def _password_needs_username(self) -> MqttConfig:
@@ -122,6 +180,8 @@ class ModelConfig(StrictModel):
     cache_dir: Path | None = Field(
         None, description="OpenVINO compiled-model cache directory (faster restarts); off when unset." + _RELATIVE
     )
+
+    _paths = field_validator("path", "cache_dir", mode="before")(_path_rules)
 
     @field_validator("input_size")
     @classmethod
@@ -202,6 +262,7 @@ class CameraConfig(StrictModel):
             raise ValueError("a device index must be 0 or more")
         if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
+        _path_rules(value)  # a path or a URL: both reach open()
         return value
 
     def source_kind(self) -> SourceKind:
@@ -217,8 +278,13 @@ class LoggingConfig(StrictModel):
 class HomeAssistantConfig(StrictModel):
     enabled: bool = Field(True, description="Publish Home Assistant MQTT discovery configs.")
     discovery_prefix: str = Field(
-        "homeassistant", pattern=_TOPIC_PREFIX, description="Home Assistant's discovery prefix."
+        "homeassistant", pattern=_TOPIC_PREFIX, max_length=128, description="Home Assistant's discovery prefix."
     )
+
+    @field_validator("discovery_prefix", mode="before")
+    @classmethod
+    def _usable_by_mqtt(cls, value: object) -> object:
+        return _text_rules(value, "discovery_prefix", forbidden=_MQTT_FORBIDDEN["discovery_prefix"])
 
 
 class Config(StrictModel):
@@ -235,6 +301,12 @@ class Config(StrictModel):
         default_factory=HomeAssistantConfig,
         description="Home Assistant MQTT discovery.",
     )
+    web: WebConfig = Field(
+        default_factory=WebConfig,
+        description="The web console: dashboard, zone editor, photo tryout, JSON API and /metrics.",
+    )
+
+    _paths = field_validator("state_dir", mode="before")(_path_rules)
 
     @field_validator("cameras")
     @classmethod
