@@ -378,7 +378,7 @@ def _normalisation_text(spec: ModelSpec) -> str:
     return f"{order}/{PIXEL_SCALE:g}, mean {mean}, std {std} (inside the IR)"
 
 
-def _entry(
+def _entry(  # noqa: PLR0913 -- a manifest entry gathers every figure of one conversion
     *,
     meta: dict[str, str],
     xml: Path,

@@ -109,7 +109,7 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
     }
 
 
-def test_every_endpoint_without_token(
+def test_every_endpoint_without_token(  # noqa: PLR0915 -- one daemon start serves every endpoint
     mqtt_broker: Mosquitto,
     int8_ir: Path,
     sample_clip: Path,

@@ -72,7 +72,7 @@ def shot(driver: WebDriver, name: str) -> Path:
     return path
 
 
-def test_console_in_chromium(
+def test_console_in_chromium(  # noqa: PLR0915 -- one daemon and one browser for the whole tour
     mqtt_broker: Mosquitto,
     int8_ir: Path,
     tmp_path: Path,

@@ -82,6 +82,8 @@ FALL_ENTITY = Entity("binary_sensor", FALL_ZONE, "Fall", FALL_ZONE, "safety")
 
 FallChange = Literal["fallen", "risen"]
 
+_MIN_SAMPLES = 2  # a speed needs two positions
+
 
 @dataclass(frozen=True, slots=True)
 class Region:
@@ -403,7 +405,7 @@ class FallDetector:
 def _drop_speed(tops: Sequence[tuple[float, float]]) -> float:
     """Fastest descent (image heights / s) of a top edge given as (monotonic s, top) in time order: over the
     fastest ``_SPEED_SPAN_S`` (spans of at least half that), or over the whole drop when it is shorter."""
-    if len(tops) < 2:
+    if len(tops) < _MIN_SAMPLES:
         return 0.0
     (t0, top0), (t1, top1) = tops[0], tops[-1]
     if t1 - t0 <= _SPEED_SPAN_S:

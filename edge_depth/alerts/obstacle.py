@@ -57,7 +57,7 @@ class _ZoneTracker:
     def occupied_since_wall(self) -> float:
         return self._since_wall
 
-    def step(self, occupied: bool, t: float, wall: float) -> EventType | None:
+    def step(self, occupied: bool, t: float, wall: float) -> EventType | None:  # noqa: PLR0911 -- a return per transition
         """Advance with this frame's verdict; the event type to emit, if any."""
         cfg = self.cfg
         if self.state == "cooldown":

@@ -68,6 +68,10 @@ def _path_rules(value: object) -> object:
     return _text_rules(value, None)
 
 
+# model.input_size: MiDaS v2.1 small's encoder stride; the engine checks the IR's own multiple again
+_SIDE_MULTIPLE, _MIN_SIDE, _MAX_SIDE = 32, 32, 1024
+
+
 class TlsConfig(StrictModel):
     ca_file: Path | None = Field(
         None,
@@ -192,7 +196,11 @@ class ModelConfig(StrictModel):
         if not m:
             raise ValueError("must be 'auto' or 'WxH', for example '256x192'")
         w, h = int(m[1]), int(m[2])
-        if w % 32 or h % 32 or not (32 <= w <= 1024 and 32 <= h <= 1024):
+        if (
+            w % _SIDE_MULTIPLE
+            or h % _SIDE_MULTIPLE
+            or not (_MIN_SIDE <= w <= _MAX_SIDE and _MIN_SIDE <= h <= _MAX_SIDE)
+        ):
             raise ValueError("width and height must be multiples of 32 between 32 and 1024")
         return value
 

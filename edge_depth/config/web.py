@@ -16,6 +16,7 @@ from edge_depth.config.base import StrictModel
 
 DEFAULT_PORT = 8088
 MIN_TOKEN_CHARS = 16
+MAX_TOKEN_CHARS = 512
 
 
 def is_loopback(host: str) -> bool:
@@ -64,8 +65,8 @@ class WebConfig(StrictModel):
     @field_validator("token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not MIN_TOKEN_CHARS <= len(value.get_secret_value()) <= 512:
-            raise ValueError(f"must be {MIN_TOKEN_CHARS} to 512 characters long")
+        if value is not None and not MIN_TOKEN_CHARS <= len(value.get_secret_value()) <= MAX_TOKEN_CHARS:
+            raise ValueError(f"must be {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} characters long")
         return value
 
     @model_validator(mode="after")

@@ -8,6 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+_MIN_SAMPLES = 2  # a rate needs two ticks
+
 
 class Publisher(Protocol):
     """What outputs need of an MQTT client (``mqtt.client.MqttPublisher`` is one)."""
@@ -49,6 +51,6 @@ class RateMeter:
     def rate(self, now: float | None = None) -> float:
         now = time.monotonic() if now is None else now
         recent = [t for t in tuple(self._times) if now - t <= self._window_s]
-        if len(recent) < 2:
+        if len(recent) < _MIN_SAMPLES:
             return 0.0
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
+from http import HTTPStatus
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,7 +48,7 @@ _MAX_CONFIG_BYTES = 1_000_000
 _EXTENSIONS: dict[str, Literal["jpeg", "png16", "npy"]] = {"jpg": "jpeg", "png": "png16", "npy": "npy"}
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 -- the routes are short closures over one console's state
     source: ConsoleSource,
     cfg: WebConfig,
     *,
@@ -82,10 +83,10 @@ def create_app(
             response.headers.setdefault("X-Frame-Options", "DENY")
             return response
         wants_page = request.method == "GET" and "text/html" in headers.get("accept", "")
-        if verdict.status == 401 and wants_page:
+        if verdict.status == HTTPStatus.UNAUTHORIZED and wants_page:
             target = quote(safe_next(request.url.path), safe="/")
             return RedirectResponse(f"/login?next={target}", status_code=303)
-        extra = {"WWW-Authenticate": "Bearer"} if verdict.status == 401 else {}
+        extra = {"WWW-Authenticate": "Bearer"} if verdict.status == HTTPStatus.UNAUTHORIZED else {}
         return JSONResponse({"detail": verdict.reason}, status_code=verdict.status, headers=extra)
 
     def camera(name: str) -> CameraConfig:
@@ -338,7 +339,7 @@ def create_app(
             future, hit = photos.submit(data)
             result = await asyncio.wrap_future(future)
         except PhotoError as exc:
-            headers = {"Retry-After": "2"} if exc.status == 503 else {}
+            headers = {"Retry-After": "2"} if exc.status == HTTPStatus.SERVICE_UNAVAILABLE else {}
             return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
         return _photo_response(result, format, hit)
 

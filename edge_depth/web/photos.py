@@ -72,22 +72,31 @@ def image_format(data: bytes) -> str | None:
     return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
 
 
+# Header fields read without decoding: PNG's IHDR ends at byte 24; JPEG segments start with 0xFF and a marker.
+_PNG_HEADER_BYTES = 24
+_JPEG_MARKER = 0xFF
+_JPEG_SOI, _JPEG_TEM = 0xD8, 0x01  # start of image, temporary: markers without a length
+_JPEG_RST0, _JPEG_RST7 = 0xD0, 0xD7  # restart markers: no length either
+_JPEG_SOF0, _JPEG_SOF15 = 0xC0, 0xCF  # start-of-frame markers carry the size...
+_JPEG_NOT_SOF = (0xC4, 0xC8, 0xCC)  # ...except DHT, JPG and DAC in that range
+
+
 def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     """(width, height) from a PNG or JPEG header without decoding; None when it is not found there."""
-    if fmt == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
+    if fmt == "PNG" and len(data) >= _PNG_HEADER_BYTES and data[12:16] == b"IHDR":
         width, height = struct.unpack(">II", data[16:24])
         return int(width), int(height)
     if fmt == "JPEG":
         i = 2
         while i + 9 <= len(data):
-            if data[i] != 0xFF:
+            if data[i] != _JPEG_MARKER:
                 return None
             marker = data[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            if marker in (_JPEG_SOI, _JPEG_TEM) or _JPEG_RST0 <= marker <= _JPEG_RST7:
                 i += 2
                 continue
             length = int.from_bytes(data[i + 2 : i + 4], "big")
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            if _JPEG_SOF0 <= marker <= _JPEG_SOF15 and marker not in _JPEG_NOT_SOF:  # start of frame
                 height, width = struct.unpack(">HH", data[i + 5 : i + 9])
                 return int(width), int(height)
             i += 2 + length
