@@ -22,6 +22,11 @@ in its unit:
   A frame with fewer usable points than ``min_points``, or a fit that is not increasing, is uncalibrated:
   no score at all rather than a guess. With 3+ points, points that disagree with the best line through
   the others by more than ``max_point_error`` are dropped as occluded before the least-squares fit.
+  With a ``floor`` (``edge_depth.alerts.floor``), each frame is fitted to the floor's known geometry instead
+  (RANSAC over the floor polygon, so whatever stands on the floor is left out), and no point is needed.
+  Points given as well join that fit, each weighted ``point_weight`` times the whole floor; a point off the
+  floor's own fit by more than ``max_point_error`` is dropped and reported (logged once, and in
+  ``MetricFit.disagreeing``). A frame whose floor is too covered falls back to the points alone.
 """
 
 from __future__ import annotations
@@ -35,16 +40,30 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_depth.config.alerts import BaselineConfig, MetricConfig, ReferenceConfig, ReferencePoint, RelativeConfig
+from edge_depth.alerts.floor import FloorCamera, FloorFit, FloorModel, relative_error, weighted_line
+from edge_depth.config.alerts import (
+    BaselineConfig,
+    FloorConfig,
+    MetricConfig,
+    ReferenceConfig,
+    ReferencePoint,
+    RelativeConfig,
+)
 from edge_depth.depthstats import ROBUST_PERCENTILES, grid, robust_range
 
 log = logging.getLogger(__name__)
+_IMAGE_NDIM = 2  # a saved baseline is one (H, W) map
+_MIN_LEARN_FRAMES = 3  # a median of fewer is one noisy frame
+_ADAPT_PERIOD_S = 0.25  # drift and absorption need not follow faster than 4 times a second
 
 _MIN_FIT_PIXELS = 32  # finite values on the subsampled grid a frame needs for its range or its alignment
 _SIGMA_FLOOR = 0.01  # in baseline-range units: noise below 1 % of the range is never an outlier
 _MAD_TO_SIGMA = 1.4826
 _MAX_STEP_S = 1.0  # a gap in the stream counts as at most this much time for adaptation
 _MIN_EXPLAINED = 0.5  # a metric fit must explain half the variance of the points' inverse distances
+# The background a baseline fit rests on must span a fifth of the baseline's range: a slope fitted on one
+# flat wall (every pixel at one depth) is noise.
+_MIN_FIT_SPREAD = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +172,7 @@ class BaselineReference:
         self._learn_last = -math.inf
         self._learn_frames: list[np.ndarray] = []
         self._last_adapt_t: float | None = None
+        self._last_fit: tuple[float, float] | None = None  # the last good (scale, shift), for degenerate frames
         if path is not None and path.exists():
             self._load(path)
 
@@ -175,6 +195,7 @@ class BaselineReference:
         self._learn_last = -math.inf
         self._learn_frames = []
         self._last_adapt_t = None
+        self._last_fit = None
 
     def save(self) -> None:
         """Write the baseline to its .npy file (atomically); nothing when unlearned or without a path."""
@@ -191,7 +212,7 @@ class BaselineReference:
         except (OSError, ValueError) as exc:
             log.warning("ignoring baseline %s: %s", path, exc)
             return
-        if baseline.ndim != 2 or not np.isfinite(baseline).all():
+        if baseline.ndim != _IMAGE_NDIM or not np.isfinite(baseline).all():
             log.warning("ignoring baseline %s: not a finite 2-D array", path)
             return
         self._adopt(baseline.astype(np.float32))
@@ -201,6 +222,7 @@ class BaselineReference:
         self._changed_for = np.zeros_like(baseline)
         self._background_grid = None
         self._last_adapt_t = None
+        self._last_fit = None
 
     def measure(self, depth: np.ndarray, t: float) -> Measure | None:
         baseline = self._baseline
@@ -227,7 +249,7 @@ class BaselineReference:
             if normalised is not None:
                 self._learn_frames.append(normalised)
                 self._learn_last = t
-        if t - self._learn_start >= cfg.learn_s and len(self._learn_frames) >= 3:
+        if t - self._learn_start >= cfg.learn_s and len(self._learn_frames) >= _MIN_LEARN_FRAMES:
             stack = np.stack(self._learn_frames)
             median = np.nanmedian(stack, axis=0) if not np.isfinite(stack).all() else np.median(stack, axis=0)
             learned = _normalise(np.nan_to_num(median, nan=float(np.nanmedian(median))).astype(np.float32))
@@ -237,12 +259,34 @@ class BaselineReference:
                 self._adopt(learned)
 
     def _align(self, depth: np.ndarray, baseline: np.ndarray) -> tuple[float, float] | None:
-        """Robust (scale, shift) mapping ``depth`` onto ``baseline`` on background pixels of the grid."""
+        """Robust (scale, shift) mapping ``depth`` onto ``baseline`` on background pixels of the grid.
+
+        A fit is *degenerate* when it fails, is not increasing, or rests on background pixels that span less
+        than ``_MIN_FIT_SPREAD`` of the baseline's range (a large person in front of a flat wall: the robust
+        fit keeps only the wall, whose single depth cannot fix a slope). Then the previous good fit is used
+        (or, without one, the frame's own p2..p98 mapped onto 0..1, as the baseline was normalised), and the
+        background pixel set is forgotten, so the next frame fits on every pixel again and recovers.
+        """
         d = grid(depth).ravel()
         b = grid(baseline).ravel()
         finite = np.isfinite(d)
+        if np.count_nonzero(finite) < _MIN_FIT_PIXELS:
+            return None
         previous = self._background_grid
         use = finite & previous if previous is not None and previous.shape == finite.shape else finite
+        fit = self._robust_fit(d, b, finite, use)
+        if fit is None:
+            self._background_grid = None
+            return self._last_fit if self._last_fit is not None else _percentile_fit(depth)
+        self._background_grid = fit[1]
+        self._last_fit = fit[0]
+        return fit[0]
+
+    def _robust_fit(
+        self, d: np.ndarray, b: np.ndarray, finite: np.ndarray, use: np.ndarray
+    ) -> tuple[tuple[float, float], np.ndarray] | None:
+        """((scale, shift), background pixels) of the iterated robust fit on (N,) grid values; None when
+        degenerate (see :meth:`_align`)."""
         fit: tuple[float, float] | None = None
         for _ in range(self._cfg.fit_iterations + 1):
             if np.count_nonzero(use) < _MIN_FIT_PIXELS:
@@ -253,8 +297,12 @@ class BaselineReference:
             residual = d * fit[0] + fit[1] - b
             sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(residual[use]))), _SIGMA_FLOOR)
             use = finite & (np.abs(residual) <= self._cfg.fit_outlier_sigma * sigma)
-        self._background_grid = use
-        return fit
+        if fit is None or np.count_nonzero(use) < _MIN_FIT_PIXELS:
+            return None
+        low, high = np.percentile(b[use], ROBUST_PERCENTILES)
+        if high - low < _MIN_FIT_SPREAD:
+            return None
+        return fit, use
 
     def threshold_score(self, threshold: float) -> float:
         return threshold
@@ -279,7 +327,7 @@ class BaselineReference:
             self._last_adapt_t = t
             return
         dt = t - self._last_adapt_t
-        if dt < 0.25:
+        if dt < _ADAPT_PERIOD_S:
             return
         self._last_adapt_t = t
         dt = min(dt, _MAX_STEP_S)
@@ -298,6 +346,16 @@ class BaselineReference:
             changed_for[absorb] = 0
 
 
+def _percentile_fit(depth: np.ndarray) -> tuple[float, float] | None:
+    """(scale, shift) mapping the (H, W) depth's p2..p98 onto 0..1, as the baseline was normalised; None
+    without spread. Only a fallback: a person in view moves the frame's percentiles."""
+    spread = _range(depth, ROBUST_PERCENTILES)
+    if spread is None:
+        return None
+    low, high = spread
+    return 1.0 / (high - low), -low / (high - low)
+
+
 def _normalise(depth: np.ndarray) -> np.ndarray | None:
     """(H, W) float32 depth mapped so that its p2 -> 0 and p98 -> 1; None without spread."""
     spread = _range(depth, ROBUST_PERCENTILES)
@@ -309,11 +367,33 @@ def _normalise(depth: np.ndarray) -> np.ndarray | None:
 
 @dataclass(frozen=True, slots=True)
 class MetricFit:
-    """``inverse_m = a * depth + b``; ``points``: how many reference points the fit used."""
+    """``inverse_m = a * depth + b``; ``points``: how many reference points the fit used.
+
+    ``floor_pixels``: floor pixels (subsampled grid) the fit used, 0 without a floor. ``disagreeing``: names
+    of the reference points that the floor contradicted in this frame (dropped from the fit).
+    """
 
     a: float
     b: float
     points: int
+    floor_pixels: int = 0
+    disagreeing: tuple[str, ...] = ()
+
+
+def floor_model(cfg: FloorConfig) -> FloorModel:
+    """The floor fitter of a ``metric.floor`` config section."""
+    camera = FloorCamera(
+        height_m=cfg.camera_height_m,
+        tilt_deg=cfg.tilt_deg,
+        focal=cfg.focal(),
+        roll_deg=cfg.roll_deg,
+        centre_y=cfg.centre_y,
+    )
+    return FloorModel(camera, cfg.polygon, tolerance=cfg.inlier_tolerance, min_inliers=cfg.min_inliers)
+
+
+def _point_name(index: int, point: ReferencePoint) -> str:
+    return point.name or f"points[{index}] ({point.x:.2f}, {point.y:.2f})"
 
 
 class MetricReference:
@@ -323,6 +403,8 @@ class MetricReference:
 
     def __init__(self, cfg: MetricConfig) -> None:
         self._cfg = cfg
+        self._floor = None if cfg.floor is None else floor_model(cfg.floor)
+        self._disagreeing: tuple[str, ...] = ()
 
     def measure(self, depth: np.ndarray, t: float) -> Measure | None:
         fit = self.fit(depth)
@@ -331,7 +413,10 @@ class MetricReference:
         return Measure(depth * np.float32(fit.a) + np.float32(fit.b), None)
 
     def fit(self, depth: np.ndarray) -> MetricFit | None:
-        """Fit ``1/Z = a * d + b`` at the usable reference points of one (H, W) depth map."""
+        """Fit ``1/Z = a * d + b`` at the usable reference points (and the floor) of one (H, W) depth map."""
+        floor = self._floor.fit(depth) if self._floor is not None else None
+        if floor is not None:
+            return self._with_floor(depth, floor)
         samples = [(v, p.distance_m) for p in self._cfg.points if (v := self._sample(depth, p)) is not None]
         if len(samples) < self._cfg.min_points:
             return None
@@ -353,6 +438,53 @@ class MetricReference:
         if (line[0] * d[inliers] + line[1] <= 0).any():
             return None
         return MetricFit(line[0], line[1], used)
+
+    def _with_floor(self, depth: np.ndarray, floor: FloorFit) -> MetricFit | None:
+        """The floor's inliers and the points that agree with the floor, fitted together.
+
+        Minimises the floor's mean squared relative error plus ``point_weight`` times each point's squared
+        relative error: the points are measurements and pull the line to themselves, the floor fixes the
+        rest. A point that the floor's own fit puts off by more than ``max_point_error`` is occluded or
+        moved (or the floor settings are off): it is dropped and reported.
+        """
+        assert self._cfg.floor is not None  # a floor model exists only with its config
+        sampled = [(i, p, self._sample(depth, p)) for i, p in enumerate(self._cfg.points)]
+        usable = [(i, p, v) for i, p, v in sampled if v is not None]
+        d = np.array([v for _, _, v in usable], np.float64)
+        inverse = np.array([1.0 / p.distance_m for _, p, _ in usable], np.float64)
+        agree = relative_error(floor.a, floor.b, d, inverse) <= self._cfg.max_point_error
+        disagreeing = tuple(_point_name(i, p) for (i, p, _), ok in zip(usable, agree, strict=True) if not ok)
+        self._report(disagreeing, floor, usable)
+        floor_weight = 1.0 / (floor.inliers * floor.inverse**2)
+        point_weight = np.full(int(np.count_nonzero(agree)), self._cfg.floor.point_weight) / inverse[agree] ** 2
+        line = weighted_line(
+            np.concatenate([floor.depth, d[agree]]),
+            np.concatenate([floor.inverse, inverse[agree]]),
+            np.concatenate([floor_weight, point_weight]),
+        )
+        if line is None or line[0] <= 0 or (line[0] * d[agree] + line[1] <= 0).any():
+            return None
+        return MetricFit(line[0], line[1], int(np.count_nonzero(agree)), floor.inliers, disagreeing)
+
+    def _report(
+        self, disagreeing: tuple[str, ...], floor: FloorFit, usable: list[tuple[int, ReferencePoint, float]]
+    ) -> None:
+        """Log the points the floor contradicts when that set changes (not every frame)."""
+        if disagreeing == self._disagreeing:
+            return
+        self._disagreeing = disagreeing
+        for i, point, value in usable:
+            name = _point_name(i, point)
+            if name in disagreeing:
+                inverse = floor.a * value + floor.b
+                seen = f"{1.0 / inverse:.2f} m" if inverse > 0 else "beyond the horizon"
+                log.warning(
+                    "metric: reference point %s disagrees with the floor: %s by the floor, %.2f m measured "
+                    "(occluded or moved, or the floor's height, tilt or field of view is off); left out",
+                    name,
+                    seen,
+                    point.distance_m,
+                )
 
     def _acceptable(self, line: tuple[float, float] | None, d: np.ndarray, z: np.ndarray) -> bool:
         """An increasing line that every point agrees with and that explains their spread."""

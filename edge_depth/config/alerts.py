@@ -23,6 +23,7 @@ alert after ``min_duration_s`` of continuous occupation, sends an ``update`` at 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -48,6 +49,7 @@ Polygon = Annotated[
 
 _DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {"relative": (0.2, 0.3), "baseline": (0.15, 0.10)}
 _METRIC_EXIT_FACTOR = 1.15
+_MIN_TWICE_AREA = 1e-4  # a floor polygon must cover at least 1/20000 of the image (twice its area: shoelace sum)
 
 
 class RelativeConfig(StrictModel):
@@ -103,6 +105,84 @@ class ReferencePoint(StrictModel):
     name: str | None = Field(None, max_length=64, description="Label for logs, e.g. 'door frame'.")
 
 
+class FloorConfig(StrictModel):
+    """Where the camera sees a flat floor: its geometry gives metres without reference points (see
+    ``edge_depth.alerts.floor``)."""
+
+    camera_height_m: float = Field(..., gt=0.1, le=20, description="Height of the camera's lens above the floor (m).")
+    tilt_deg: float = Field(
+        ...,
+        ge=-30,
+        le=90,
+        description="Pitch of the optical axis below horizontal (degrees): 0 = level, 90 = straight down.",
+    )
+    roll_deg: float = Field(
+        0.0,
+        ge=-45,
+        le=45,
+        description="Rotation about the optical axis (degrees), positive = turned clockwise seen from behind the "
+        "camera (level lines in the image rise to the right).",
+    )
+    vfov_deg: float | None = Field(
+        None, gt=10, lt=170, description="Vertical field of view (degrees); give this or focal_px."
+    )
+    focal_px: float | None = Field(
+        None,
+        gt=10,
+        le=50000,
+        description="Vertical focal length f_y (pixels of an image image_height_px tall); give this or vfov_deg.",
+    )
+    image_height_px: int | None = Field(
+        None, ge=32, le=20000, description="Height (pixels) of the image focal_px refers to; only with focal_px."
+    )
+    centre_y: Coordinate = Field(
+        0.5, description="Row of the principal point, normalised (0 = top edge, 1 = bottom edge)."
+    )
+    polygon: Polygon = Field(
+        ...,
+        description="Floor area in the empty scene, normalised [x, y] corners; things standing on it are allowed.",
+    )
+    inlier_tolerance: float = Field(
+        0.1,
+        ge=0.02,
+        le=0.5,
+        description="A floor pixel agrees with a frame's fit when its distance is within this fraction.",
+    )
+    min_inliers: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Fraction of the floor polygon's pixels that must agree for the floor to calibrate a frame.",
+    )
+    point_weight: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="With reference points too: weight of each point in the joint fit, relative to the whole floor.",
+    )
+
+    @model_validator(mode="after")
+    def _one_focal(self) -> FloorConfig:
+        if (self.vfov_deg is None) == (self.focal_px is None):
+            raise ValueError("floor needs exactly one of vfov_deg and focal_px")
+        if (self.focal_px is None) != (self.image_height_px is None):
+            raise ValueError("floor.focal_px and floor.image_height_px go together")
+        corners = self.polygon
+        twice_area = sum(
+            x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(corners, corners[1:] + corners[:1], strict=True)
+        )
+        if abs(twice_area) < _MIN_TWICE_AREA:
+            raise ValueError("floor.polygon encloses no area")
+        return self
+
+    def focal(self) -> float:
+        """Vertical focal length in image heights (f_y / H)."""
+        if self.focal_px is not None and self.image_height_px is not None:
+            return self.focal_px / self.image_height_px
+        assert self.vfov_deg is not None  # checked by the validator
+        return 0.5 / math.tan(math.radians(self.vfov_deg) / 2)
+
+
 class MetricConfig(StrictModel):
     points: list[ReferencePoint] = Field(
         default_factory=list, max_length=32, description="Static reference points: where, and how far away."
@@ -117,7 +197,10 @@ class MetricConfig(StrictModel):
         gt=0,
         le=1,
         description="With 3+ points, a point off the line through the others by more than this fraction of its "
-        "distance is dropped (occluded).",
+        "distance is dropped (occluded); with a floor, a point this far off the floor's fit is reported and dropped.",
+    )
+    floor: FloorConfig | None = Field(
+        None, description="Metres from the floor's geometry, alone or together with the points."
     )
 
 
@@ -129,9 +212,10 @@ class ReferenceConfig(StrictModel):
 
     @model_validator(mode="after")
     def _metric_has_points(self) -> ReferenceConfig:
-        if self.mode == "metric" and len(self.metric.points) < self.metric.min_points:
+        if self.mode == "metric" and self.metric.floor is None and len(self.metric.points) < self.metric.min_points:
             raise ValueError(
                 f"metric mode needs at least {self.metric.min_points} metric.points, got {len(self.metric.points)}"
+                " (or a metric.floor)"
             )
         return self
 
@@ -167,11 +251,19 @@ class ExclusionConfig(StrictModel):
 
 class FallConfig(StrictModel):
     enabled: bool = Field(False, description="Detect falls (baseline mode only).")
+    # A person lying 4-5 m away fills about 1 % of the image; half that keeps them when the floor hides a part.
     min_region_area: float = Field(
-        0.01, gt=0, le=1, description="Smallest foreground region tracked, as a fraction of the image."
+        0.005, gt=0, le=1, description="Smallest foreground region tracked, as a fraction of the image."
     )
     min_drop_speed: float = Field(
-        0.35, gt=0, le=10, description="Top edge must drop at least this fast (image heights per second)."
+        0.5,
+        gt=0,
+        le=20,
+        description="The top edge must come down at least this fast during the drop (standing heights per second, "
+        "fastest 0.5 s of the drop).",
+    )
+    min_drop: float = Field(
+        0.5, gt=0, le=2, description="The top edge must come down by at least this fraction of the standing height."
     )
     min_centroid_drop: float = Field(
         0.2, gt=0, le=1, description="Centroid must drop by at least this fraction of the standing height."
@@ -185,6 +277,20 @@ class FallConfig(StrictModel):
     )
     max_lying_height: float = Field(
         0.6, gt=0, le=1, description="A lying region is at most this fraction of the standing height."
+    )
+    low_height: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="A region at most this fraction of the standing height is down whatever its shape (a body "
+        "lying along the line of sight).",
+    )
+    floor_gap: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="A region is down when its top stands out in depth from what is behind it by at most this "
+        "fraction of what the standing person's top did (its top is near the floor); 0 = off.",
     )
     confirm_s: float = Field(2.0, ge=0, le=120, description="Staying down this long confirms a fall (s).")
     rise_s: float = Field(1.0, ge=0, le=120, description="Upright again this long ends a latched fall (s).")
