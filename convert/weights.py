@@ -88,7 +88,10 @@ def fetch(url: str, cache_dir: Path, sha256: str | None = None, timeout: float =
 
 
 def _download(url: str, shown: str, cache_dir: Path, target: Path, timeout: float) -> None:
-    offline = "to convert offline, pass --weights PATH (a local midas_v21_small_256.pt) or --onnx PATH"
+    offline = (
+        "to convert offline, pass --weights PATH (a local midas_v21_small_256.pt) or --onnx PATH (model-small.onnx): "
+        "make model WEIGHTS=PATH, or make model ONNX=PATH"
+    )
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
