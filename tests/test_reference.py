@@ -238,3 +238,30 @@ def test_a_covered_floor_falls_back_to_the_points() -> None:
     covered[130:, :] = 1 / 0.8  # a box over the whole floor polygon, 0.8 m away
     fit = MetricReference(cfg).fit(MidasLike(np.random.default_rng(5))(covered))
     assert fit is not None and fit.floor_pixels == 0 and fit.points >= 2
+
+
+def test_a_person_hiding_all_but_a_flat_wall_does_not_break_the_alignment_for_good() -> None:
+    """A large person in front of a flat wall leaves one depth to align on, which cannot fix a slope: the
+    alignment must fall back for those frames and, once the person walks away, recover on the whole scene."""
+    height, width = 192, 256
+    rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    room = np.repeat(0.2 + 0.8 * rows, width, axis=1)  # a floor getting nearer toward the bottom
+    room[:, : width // 4] = 0.3  # a flat wall on the left quarter
+    person = room.copy()
+    person[:, width // 4 :] = 1.6  # nearer than anything in the room, over three quarters of the view
+    reference = BaselineReference(BaselineConfig(learn_s=2.0, learn_frames=10))
+    midas = MidasLike(np.random.default_rng(7))
+    for i in range(31):
+        assert reference.measure(midas(room), i / 15) is None
+    assert reference.ready
+    for i in range(15):  # the empty room aligns as usual
+        assert reference.measure(midas(room), 2.5 + i / 15) is not None
+    for i in range(15):  # one second with the person in view
+        measure = reference.measure(midas(person), 3.5 + i / 15)
+        assert measure is not None and measure.foreground is not None, f"frame {i} with the person lost its fit"
+    recovered = []
+    for i in range(15):  # the person walks away
+        measure = reference.measure(midas(room), 4.5 + i / 15)
+        assert measure is not None and measure.foreground is not None, f"frame {i} after the person is lost"
+        recovered.append(float(measure.foreground.mean()))
+    assert max(recovered[2:]) < 0.01, f"foreground left behind: {recovered}"
