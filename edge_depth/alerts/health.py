@@ -25,10 +25,11 @@ import cv2
 import numpy as np
 
 from edge_depth.config.alerts import HealthConfig
-from edge_depth.depthstats import ROBUST_PERCENTILES, grid
+from edge_depth.depthstats import ROBUST_PERCENTILES, grid, percentiles_of
 
 _LEVEL_TIME_CONSTANT_S = 30.0
 _ABSOLUTE_FLAT = 0.01
+_MIN_SPREAD_VALUES = 16  # fewer finite depth values than this tell nothing about the depth's spread
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +98,9 @@ class HealthMonitor:
 
     def _depth_spread(self, values: np.ndarray) -> tuple[float, float, bool]:
         """(spread, spread / running level, flat?) of the finite depth values."""
-        if values.size < 16:
+        if values.size < _MIN_SPREAD_VALUES:
             return math.nan, math.nan, True
-        low, high = np.percentile(values, ROBUST_PERCENTILES)
+        low, high = percentiles_of(values, ROBUST_PERCENTILES)
         spread = float(high - low)
         if self._level is None:
             return spread, math.nan, spread <= _ABSOLUTE_FLAT * max(abs(float(high)), 1e-12)

@@ -131,6 +131,13 @@ class MaskCache:
         self._exclusions = tuple(tuple(p) for p in exclusions)
         self._cache: dict[tuple[int, int], ZoneMasks] = {}
 
+    def excluded(self, shape: tuple[int, int]) -> np.ndarray:
+        """(H, W) bool: the pixels inside any exclusion (built per call: for occasional probes, not per frame)."""
+        out = np.zeros(shape, bool)
+        for polygon in self._exclusions:
+            out |= polygon_mask(polygon, shape)
+        return out
+
     def get(self, shape: tuple[int, int]) -> ZoneMasks:
         masks = self._cache.get(shape)
         if masks is None:

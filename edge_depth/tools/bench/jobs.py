@@ -15,7 +15,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -24,12 +24,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from edge_depth.tools.bench.common import TOPIC_PREFIX, TORCH_THREADS, BenchError, say
-from edge_depth.tools.bench.procfs import Samples, cpu_pct, status_mb
+from edge_depth.tools.bench.procfs import Samples, cpu_pct, status_mb, thread_cpu_s
 from edge_depth.tools.bench.results import (
+    LoopResult,
     Memory,
     PipelineResult,
     PipelineWindow,
     RawResult,
+    StartupResult,
+    StartupRun,
     TorchResult,
     Window,
     percentile,
@@ -38,6 +41,7 @@ from edge_depth.tools.bench.results import (
 if TYPE_CHECKING:
     from edge_depth.config.schema import Config
     from edge_depth.frames import DepthFrame
+    from edge_depth.mqtt.client import MqttPublisher
     from edge_depth.outputs.camera import CameraOutput
     from edge_depth.stages import Reader
 
@@ -102,7 +106,7 @@ def run_in_child(job: Callable[[S], R], spec: S, *, timeout: float) -> R:
 
 def clip_size(clip: str) -> tuple[int, int]:
     """The video's (width, height); ``BenchError`` when it cannot be read."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
     cap = cv2.VideoCapture(clip, cv2.CAP_FFMPEG)
     try:
@@ -116,9 +120,9 @@ def clip_size(clip: str) -> tuple[int, int]:
 
 def _clip_frames(clip: str, size: tuple[int, int], count: int) -> list[np.ndarray]:
     """The clip's first ``count`` frames resized as the daemon does: (h, w, 3) uint8 BGR."""
-    import cv2  # noqa: PLC0415
+    import cv2
 
-    from edge_depth.model.preprocess import Resizer  # noqa: PLC0415
+    from edge_depth.model.preprocess import Resizer
 
     resize = Resizer(fixed_size=size)
     cap = cv2.VideoCapture(clip, cv2.CAP_FFMPEG)
@@ -167,10 +171,10 @@ class RawSpec:
 def raw_job(spec: RawSpec) -> RawResult:
     """An ``AsyncInferQueue`` of the hint's optimal size kept full for ``spec.seconds``, ``spec.repeat`` times
     after a warm-up, as ``benchmark_app`` does (FPS = completed requests / wall time; latency = each request's)."""
-    import openvino as ov  # noqa: PLC0415
+    import openvino as ov
 
-    from edge_depth.model.contract import INPUT_NAME  # noqa: PLC0415
-    from edge_depth.model.engine import read_model  # noqa: PLC0415
+    from edge_depth.model.contract import INPUT_NAME
+    from edge_depth.model.engine import read_model
 
     size = spec.size
     frames = _clip_frames(spec.clip, size, 32)
@@ -229,9 +233,9 @@ class TorchSpec:
 def torch_job(spec: TorchSpec) -> TorchResult:
     """PyTorch eager MiDaS small (synthetic weights: speed does not depend on them), one frame at a time,
     normalisation included as the IR includes it."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from convert.synthetic import synthetic_model  # noqa: PLC0415
+    from convert.synthetic import synthetic_model
 
     torch.set_num_threads(TORCH_THREADS)
     model = synthetic_model().eval()
@@ -275,7 +279,8 @@ def torch_job(spec: TorchSpec) -> TorchResult:
 @dataclass(frozen=True, slots=True)
 class PipelineSpec:
     """One run of the daemon's stages: ``cameras`` file cameras on ``clip``, looping, at ``input_size``
-    (width, height); ``warmup_frames`` and ``frames`` per repetition count all cameras together."""
+    (width, height); ``warmup_frames`` and ``frames`` per repetition count all cameras together. ``sources``:
+    one per camera instead of the clip (live streams)."""
 
     model: str
     clip: str
@@ -290,6 +295,8 @@ class PipelineSpec:
     repeat: int
     mqtt_host: str
     mqtt_port: int
+    sources: tuple[str, ...] = ()
+    mjpeg_clients: int = 0  # viewers of the console's MJPEG stream of the first camera during the run
 
 
 def bench_alerts() -> dict[str, Any]:
@@ -308,7 +315,7 @@ def bench_alerts() -> dict[str, Any]:
 def bench_config(spec: PipelineSpec, client_id: str) -> Config:
     """The daemon's config for a run: the model with the run's hint and the raw runs' input size (so that both
     compile the same shape, before any frame flows), the cameras on the clip, the bench's broker and alerts."""
-    from edge_depth.config.schema import Config  # noqa: PLC0415
+    from edge_depth.config.schema import Config
 
     return Config.model_validate(
         {
@@ -326,8 +333,8 @@ def bench_config(spec: PipelineSpec, client_id: str) -> Config:
             "cameras": [
                 {
                     "name": f"cam{i}",
-                    "source": spec.clip,
-                    "loop": True,
+                    "source": spec.sources[i] if spec.sources else spec.clip,
+                    "loop": not spec.sources,
                     "realtime": spec.realtime,
                     "fps_limit": spec.fps_limit,
                     "heatmap": {"rate_hz": spec.heatmap_hz},
@@ -343,8 +350,10 @@ def bench_config(spec: PipelineSpec, client_id: str) -> Config:
 class _Meter:
     """Counts processed frames per camera and keeps their latencies (ms); written by the output worker only."""
 
-    def __init__(self, cameras: list[str], capacity: int) -> None:
+    def __init__(self, cameras: list[str], capacity: int, stale_s: float | None = None) -> None:
         self._cond = threading.Condition()
+        self._stale_s = stale_s
+        self.stale = 0  # frames published later than ``stale_s`` after their capture
         self.total = 0
         self.per_camera = dict.fromkeys(cameras, 0)
         self._latency = np.zeros(capacity, dtype=np.float64)
@@ -355,6 +364,8 @@ class _Meter:
         with self._cond:
             self.total += 1
             self.per_camera[camera] += 1
+            if self._stale_s is not None and latency_s > self._stale_s:
+                self.stale += 1
             if self._count < len(self._latency):
                 self._latency[self._count] = latency_s * 1000.0
                 self._count += 1
@@ -366,11 +377,12 @@ class _Meter:
             self._target = total
             return self._cond.wait_for(lambda: self.total >= total, timeout)
 
-    def mark(self) -> tuple[float, float, dict[str, int]]:
-        """(monotonic time, process CPU s, frames per camera) now, and a fresh latency record from here on."""
+    def mark(self) -> tuple[float, float, dict[str, int], dict[str, float]]:
+        """(monotonic time, process CPU s, frames per camera, CPU s per stage) now, and a fresh latency record
+        from here on."""
         with self._cond:
             self._count = 0
-            return time.monotonic(), time.process_time(), dict(self.per_camera)
+            return time.monotonic(), time.process_time(), dict(self.per_camera), thread_cpu_s()
 
     def latencies(self) -> np.ndarray:
         with self._cond:
@@ -389,14 +401,62 @@ class _MeteredOutput:
         self._meter.record(result.camera, time.monotonic() - result.captured_mono)
 
 
+class _MjpegViewers:
+    """The daemon's stages with the web console over them, and ``clients`` HTTP viewers reading the first camera's
+    MJPEG stream the whole run: the console's cost, measured as the daemon would pay it."""
+
+    def __init__(self, cfg: Config, publisher: MqttPublisher, meter: _Meter, clients: int) -> None:
+        from edge_depth.config.web import WebConfig
+        from edge_depth.stages import build_stages, topics_of
+        from edge_depth.web import DaemonTap, StagesView, WebServer
+
+        tap = DaemonTap(topics_of(cfg), cfg.cameras)
+        self.stages = build_stages(
+            cfg, tap.publisher(publisher), wrap_output=lambda out: tap.wrap(_MeteredOutput(out, meter))
+        )
+        view = StagesView(
+            self.stages,
+            tap,
+            cfg.cameras,
+            camera_status=lambda name: self.stages.outputs[name].figures(),
+            stats=dict,
+            mqtt=publisher.stats,
+            infer_size=cfg.model.fixed_input_size() or self.stages.engine.info.ir_input_size,
+        )
+        self._server = WebServer(WebConfig(), view, tap, port=0)
+        self._server.start()
+        self._stop = threading.Event()
+        self.parts = 0
+        url = f"http://127.0.0.1:{self._server.port}/api/cameras/{cfg.cameras[0].name}/stream.mjpeg"
+        self._threads = [threading.Thread(target=self._view, args=(url,), daemon=True) for _ in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _view(self, url: str) -> None:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=30) as stream:
+            while not self._stop.is_set():
+                line = stream.readline()
+                if not line:
+                    return
+                self.parts += line.startswith(b"--edge-depth-frame")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.stop()
+        say(f"    MJPEG viewer(s) received {self.parts} heatmaps")
+
+
 def pipeline_job(spec: PipelineSpec) -> PipelineResult:
     """The stages ``build_stages`` makes of the bench's config, publishing to the bench's broker, measured over
     ``spec.repeat`` windows after ``spec.warmup_frames``."""
-    from edge_depth.mqtt.client import MqttPublisher  # noqa: PLC0415
-    from edge_depth.stages import build_stages, topics_of  # noqa: PLC0415
+    from edge_depth.mqtt.client import MqttPublisher
+    from edge_depth.stages import build_stages, topics_of
 
     cfg = bench_config(spec, client_id=f"edge-depth-bench-{os.getpid()}")
-    meter = _Meter([cam.name for cam in cfg.cameras], capacity=spec.frames * 2 + 1000)
+    stale_s = 1.0 / spec.fps_limit if spec.fps_limit else None
+    meter = _Meter([cam.name for cam in cfg.cameras], capacity=spec.frames * 2 + 1000, stale_s=stale_s)
     publisher = MqttPublisher(cfg.mqtt, topics_of(cfg))
     publisher.start()
     try:
@@ -404,7 +464,11 @@ def pipeline_job(spec: PipelineSpec) -> PipelineResult:
             raise BenchError(
                 f"MQTT broker {spec.mqtt_host}:{spec.mqtt_port} did not accept a connection within {_CONNECT_S:g} s"
             )
-        stages = build_stages(cfg, publisher, wrap_output=lambda out: _MeteredOutput(out, meter))
+        viewers = _MjpegViewers(cfg, publisher, meter, spec.mjpeg_clients) if spec.mjpeg_clients else None
+        if viewers is not None:
+            stages = viewers.stages
+        else:
+            stages = build_stages(cfg, publisher, wrap_output=lambda out: _MeteredOutput(out, meter))
         first = next(iter(stages.readers.values()))
         samples = Samples()
         windows: list[PipelineWindow] = []
@@ -412,11 +476,15 @@ def pipeline_job(spec: PipelineSpec) -> PipelineResult:
             stages.start()
             _wait_frames(meter, spec.warmup_frames, Samples(), first)
             samples.take()  # memory growth counts from the end of the warm-up
+            counts0, stale0 = _capture_counts(stages.readers.values()), meter.stale
             label = f"{spec.cameras} camera{'s' if spec.cameras > 1 else ''}"
             for rep in range(spec.repeat):
                 windows.append(_measure_window(meter, spec.frames, samples, first))
                 say(f"    {label} rep {rep + 1}/{spec.repeat}: {windows[-1].fps:.1f} FPS")
+            counts1, stale1 = _capture_counts(stages.readers.values()), meter.stale
         finally:
+            if viewers is not None:
+                viewers.stop()
             stages.stop(time.monotonic() + _STOP_S)
     finally:
         publisher.stop(3)
@@ -424,6 +492,7 @@ def pipeline_job(spec: PipelineSpec) -> PipelineResult:
     heatmaps = sum(out.heatmaps for out in stages.outputs.values())
     m = Window.median([Window(w.fps, w.p50_ms, w.p95_ms, w.cpu_pct) for w in windows])
     rss0, rss1 = samples.rss_mb[0], samples.rss_mb[-1]
+    middle = sorted(windows, key=lambda w: w.fps)[len(windows) // 2]
     return PipelineResult(
         fps=m.fps,
         p50_ms=m.p50_ms,
@@ -446,7 +515,18 @@ def pipeline_job(spec: PipelineSpec) -> PipelineResult:
             fds_end=samples.fds[-1],
             samples=len(samples.rss_mb),
         ),
+        thread_ms=middle.thread_ms,
+        infer_p50_ms=next(iter(stages.outputs.values())).infer_ms.percentile(50),
+        dropped=counts1[0] - counts0[0],
+        stale=stale1 - stale0,
+        skipped=counts1[1] - counts0[1],
     )
+
+
+def _capture_counts(readers: Iterable[Reader]) -> tuple[int, int]:
+    """(dropped, skipped) frames of all cameras so far."""
+    states = [reader.state() for reader in readers]
+    return sum(s.frames_dropped for s in states), sum(s.frames_skipped for s in states)
 
 
 def _wait_frames(meter: _Meter, count: int, samples: Samples, reader: Reader) -> None:
@@ -467,9 +547,9 @@ def _wait_frames(meter: _Meter, count: int, samples: Samples, reader: Reader) ->
 
 
 def _measure_window(meter: _Meter, frames: int, samples: Samples, reader: Reader) -> PipelineWindow:
-    t0, cpu0, counts0 = meter.mark()
+    t0, cpu0, counts0, threads0 = meter.mark()
     _wait_frames(meter, frames, samples, reader)
-    t1, cpu1, counts1 = time.monotonic(), time.process_time(), dict(meter.per_camera)
+    t1, cpu1, counts1, threads1 = time.monotonic(), time.process_time(), dict(meter.per_camera), thread_cpu_s()
     latency = meter.latencies()
     wall = t1 - t0
     per_camera = {name: (counts1[name] - counts0[name]) / wall for name in counts0}
@@ -482,4 +562,263 @@ def _measure_window(meter: _Meter, frames: int, samples: Samples, reader: Reader
         p95_ms=percentile(latency, 95),
         cpu_pct=cpu_pct(cpu1 - cpu0, wall),
         wall_s=wall,
+        thread_ms=_per_frame_ms(threads0, threads1, sum(counts1.values()) - sum(counts0.values())),
     )
+
+
+def _per_frame_ms(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
+    """CPU ms per frame of each stage between two ``thread_cpu_s`` snapshots, busiest first. A thread that
+    started meanwhile counts from zero; one that ended is lost (the pipeline's threads live through a window)."""
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    ms = {name: 1000.0 * s / max(frames, 1) for name, s in spent.items() if s > 0}
+    return dict(sorted(ms.items(), key=lambda item: -item[1]))
+
+
+# ------------------------------------------------------------------------------- decoding alone, peers' loop
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSpec:
+    """A loop over ``frames`` frames of the clip (looping), ``repeat`` times after a warm-up of ``frames // 4``.
+
+    Decoding alone when ``model`` is None; else the peers' loop on that IR at ``size`` (width, height), a
+    heatmap of ``heatmap_height`` px every ``heatmap_every`` th frame at JPEG ``jpeg_quality``."""
+
+    clip: str
+    frames: int
+    repeat: int
+    model: str | None = None
+    size: tuple[int, int] = (0, 0)
+    heatmap_every: int = 5
+    heatmap_height: int = 270
+    jpeg_quality: int = 80
+
+
+def _open_clip(clip: str) -> Any:
+    """The clip opened as the daemon opens a camera's file (``open_source``: same backend and options)."""
+    from edge_depth.capture.sources import open_source
+    from edge_depth.config.schema import CameraConfig
+
+    return open_source(CameraConfig.model_validate({"name": "cam0", "source": clip, "loop": True}))
+
+
+def _loop_windows(step: Callable[[], None], spec: LoopSpec) -> LoopResult:
+    """``step`` (one frame) timed: a warm-up, then ``spec.repeat`` windows of ``spec.frames`` frames."""
+
+    def window(count: int) -> Window:
+        latencies: list[float] = []
+        started, cpu0 = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            t = time.perf_counter()
+            step()
+            latencies.append((time.perf_counter() - t) * 1000.0)
+        return _window(latencies, started, cpu0)
+
+    window(max(10, spec.frames // 4))
+    runs = tuple(window(spec.frames) for _ in range(spec.repeat))
+    m = Window.median(runs)
+    return LoopResult(m.fps, m.p50_ms, m.p95_ms, m.cpu_pct, runs, status_mb("VmHWM"))
+
+
+def decode_job(spec: LoopSpec) -> LoopResult:
+    """The clip decoded as a camera's reader does (same opener, same rewind at the end), nothing else: the
+    decoder's share of the pipeline's CPU time."""
+    import cv2
+
+    cap = _open_clip(spec.clip)
+
+    def step() -> None:
+        ok, _ = cap.read()
+        if not ok:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, _ = cap.read()
+        if not ok:
+            raise BenchError(f"{spec.clip}: no frame could be decoded")
+
+    try:
+        return _loop_windows(step, spec)
+    finally:
+        cap.release()
+
+
+def peers_job(spec: LoopSpec) -> LoopResult:
+    """The loop of OpenVINO's MiDaS notebook and Open Model Zoo's monodepth demo, on the same IR and clip: read,
+    resize (the daemon's filter), synchronous inference (the plugin's default hint), min-max normalisation, a
+    colour map; every ``heatmap_every`` th frame the colour image resized to the heatmap's size and JPEG-encoded.
+    One thread: what a plain script gets."""
+    import cv2
+    import openvino as ov
+
+    from edge_depth.model.contract import INPUT_NAME
+    from edge_depth.model.engine import read_model
+    from edge_depth.model.preprocess import Resizer
+
+    if spec.model is None:
+        raise BenchError("the peers' loop needs a model")
+    core = ov.Core()
+    model = read_model(core, Path(spec.model))
+    w, h = spec.size
+    model.reshape({INPUT_NAME: [1, h, w, 3]})
+    compiled = core.compile_model(model, "CPU")
+    output = compiled.output(0)
+    resize = Resizer(fixed_size=spec.size)
+    cap = _open_clip(spec.clip)
+    count = itertools.count()
+    src_w, src_h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    out_size = (max(1, round(spec.heatmap_height * src_w / src_h)), spec.heatmap_height)
+
+    def step() -> None:
+        ok, image = cap.read()
+        if not ok:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = cap.read()
+        if not ok:
+            raise BenchError(f"{spec.clip}: no frame could be decoded")
+        depth = compiled({INPUT_NAME: resize(image)[np.newaxis]})[output][0]
+        low, high = float(depth.min()), float(depth.max())
+        grey = ((depth - low) * (255.0 / max(high - low, 1e-6))).astype(np.uint8)
+        colour = cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
+        if next(count) % spec.heatmap_every == 0:
+            big = cv2.resize(colour, out_size, interpolation=cv2.INTER_LINEAR)
+            ok, _ = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, spec.jpeg_quality])
+
+    try:
+        return _loop_windows(step, spec)
+    finally:
+        cap.release()
+
+
+# ------------------------------------------------------------------------------------------------ start-up
+
+
+@dataclass(frozen=True, slots=True)
+class StartupSpec:
+    """Starts of ``edge-depth run`` with one camera on ``clip``: ``repeat`` times, after ``prime`` starts
+    that are not measured (to fill the cache). ``cache_dir``: the config's ``model.cache_dir`` (None: no cache)."""
+
+    model: str
+    clip: str
+    input_size: tuple[int, int]
+    cache: str
+    cache_dir: str | None
+    repeat: int
+    prime: int
+    mqtt_host: str
+    mqtt_port: int
+    timeout_s: float = 60.0
+
+
+def startup_job(spec: StartupSpec) -> StartupResult:
+    """Seconds from the daemon's process start to READY (its sd_notify datagram, on a socket of ours given as
+    ``NOTIFY_SOCKET``) and to its first heatmap (``mosquitto_sub`` receiving one; None without it)."""
+    import shutil
+    import sys
+    import tempfile
+
+    import yaml
+
+    from edge_depth.config.schema import Config
+    from edge_depth.stages import topics_of
+
+    config: dict[str, Any] = {
+        "mqtt": {"host": spec.mqtt_host, "port": spec.mqtt_port, "topic_prefix": f"{TOPIC_PREFIX}-start"},
+        "model": {"path": spec.model, "input_size": "{}x{}".format(*spec.input_size)},
+        "cameras": [{"name": "cam0", "source": spec.clip, "loop": True, "heatmap": {"rate_hz": 5.0}}],
+        "homeassistant": {"enabled": False},
+        # The console starts with the daemon, as it does for users; on a free port, beside any other daemon.
+        "web": {"port": _free_port()},
+    }
+    if spec.cache_dir is not None:
+        config["model"]["cache_dir"] = spec.cache_dir
+    topic = topics_of(Config.model_validate(config)).heatmap("cam0")
+    # The daemon's own MQTT client refuses large incoming messages: a heatmap is received by Mosquitto's client.
+    sub_tool = shutil.which("mosquitto_sub")
+    runs: list[StartupRun] = []
+    with tempfile.TemporaryDirectory(prefix="edge-depth-bench-") as tmp:
+        path = Path(tmp) / "edge-depth.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        env = {k: v for k, v in os.environ.items() if k not in ("CACHE_DIRECTORY", "NOTIFY_SOCKET")}
+        daemon = [sys.executable, "-m", "edge_depth.cli", "run", "--config", str(path)]
+        sub = None if sub_tool is None else [sub_tool, "-h", spec.mqtt_host, "-p", str(spec.mqtt_port), "-t", topic]
+        for k in range(spec.prime + spec.repeat):
+            run = _start_once(daemon, env, sub, Path(tmp) / f"start{k}", spec.timeout_s)
+            if k >= spec.prime:
+                runs.append(run)
+    heatmaps = [r.first_heatmap_s for r in runs if r.first_heatmap_s is not None]
+    return StartupResult(
+        cache=spec.cache,
+        ready_s=statistics.median(r.ready_s for r in runs),
+        first_heatmap_s=statistics.median(heatmaps) if len(heatmaps) == len(runs) else None,
+        runs=tuple(runs),
+    )
+
+
+def _start_once(
+    daemon: list[str], env: dict[str, str], sub: list[str] | None, base: Path, timeout: float
+) -> StartupRun:
+    """One start of ``daemon``: READY on a socket at ``base`` given as ``NOTIFY_SOCKET``, then its first heatmap
+    as ``sub`` (``mosquitto_sub`` on the heatmap topic) receives it; the daemon stopped after."""
+    import socket
+    import subprocess
+
+    listener = None
+    if sub is not None:
+        listener = subprocess.Popen([*sub, "-C", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)  # subscribed before the daemon starts
+    log_path = base.with_suffix(".log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(base.with_suffix(".sock")))
+        started = time.monotonic()
+        with log_path.open("w") as log_file:
+            proc = subprocess.Popen(
+                daemon,
+                env={**env, "NOTIFY_SOCKET": str(base.with_suffix(".sock"))},
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+            )
+        try:
+            ready = _wait_ready(sock, proc, started + timeout, log_path) - started
+            first = None
+            if listener is not None:
+                try:
+                    listener.wait(max(started + timeout - time.monotonic(), 0.1))
+                    first = time.monotonic() - started if listener.returncode == 0 else None
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            for child in (proc, listener):
+                if child is not None and child.poll() is None:
+                    child.terminate()
+                    try:
+                        child.wait(15)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+                        child.wait()
+    return StartupRun(ready, first)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_ready(sock: Any, proc: Any, deadline: float, log_path: Path) -> float:
+    """``time.monotonic()`` when the daemon said READY=1 on ``sock``; ``BenchError`` (with the daemon's last log
+    line) when it exited or the deadline passed first."""
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(min(left, 0.5))
+        try:
+            message = sock.recv(4096).decode(errors="replace")
+        except TimeoutError:
+            if proc.poll() is not None:
+                lines = log_path.read_text(errors="replace").strip().splitlines()
+                last = f": {lines[-1]}" if lines else ""
+                raise BenchError(f"the daemon exited with code {proc.returncode} before READY{last}") from None
+            continue
+        if "READY=1" in message.splitlines():
+            return time.monotonic()
+    raise BenchError("the daemon did not say READY in time")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import threading
 from dataclasses import dataclass, field
@@ -52,3 +53,38 @@ class Samples:
         self.rss_mb.append(status_mb("VmRSS"))
         self.threads.append(proc_count("task"))
         self.fds.append(proc_count("fd"))
+
+
+_CAMERA_PART = re.compile(r"-cam\d+|\d+$|-io\d+")
+
+
+def stage_of(thread_name: str) -> str:
+    """A thread's stage: its name without camera and session numbers (``capture-cam3-io2`` -> ``capture-io``),
+    so that the threads of every camera add up."""
+    return _CAMERA_PART.sub(lambda m: "-io" if m.group(0).startswith("-io") else "", thread_name) or thread_name
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by each stage's threads (``stage_of`` their Python names); threads that Python did
+    not start (OpenVINO's, the decoder's) by their kernel name, prefixed ``native:``. Threads that ended are
+    gone from /proc: take figures while the stages run. Empty off Linux."""
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # utime and stime: fields 14 and 15 of stat(5), the 12th and 13th after the command's closing parenthesis
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        python_name = names.get(int(tid))
+        key = stage_of(python_name) if python_name else f"native:{stage_of(comm)}"
+        out[key] = out.get(key, 0.0) + seconds
+    return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -76,7 +76,8 @@ class TorchResult:
 @dataclass(frozen=True, slots=True)
 class PipelineWindow:
     """One measuring window of the pipeline. ``fairness``: the slowest camera's FPS over the mean camera's;
-    latency: from a frame's decoding to its messages handed to the MQTT client."""
+    latency: from a frame's decoding to its messages handed to the MQTT client. ``thread_ms``: CPU ms per
+    processed frame of each stage's threads (``procfs.stage_of``), OpenVINO's and the decoder's included."""
 
     fps: float
     per_camera_fps: Mapping[str, float]
@@ -85,6 +86,7 @@ class PipelineWindow:
     p95_ms: float
     cpu_pct: float
     wall_s: float
+    thread_ms: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,13 @@ class PipelineResult:
 
     ``frames``: processed in the whole job, warm-up included; ``frames_per_heatmap``: frames per published
     heatmap (None when none was). ``vs_raw``: FPS over raw OpenVINO THROUGHPUT of the same round;
-    ``vs_single_inference``: p50 over raw LATENCY p50. ``rounds``: as in ``RawResult``.
+    ``vs_single_inference``: p50 over raw LATENCY p50. ``rounds``: as in ``RawResult``. ``thread_ms``: the
+    median window's CPU ms per frame by stage. Over the measuring windows, all cameras: ``dropped``: frames
+    replaced in the hub by a newer one before inference took them; ``stale``: frames published more than one
+    frame interval (``1 / fps_limit``) after their capture, so that a newer view already existed; ``skipped``:
+    frames left out to honour ``fps_limit``. ``own_ms``: CPU ms per frame beyond the model's (raw THROUGHPUT)
+    and the decoder's (decoding alone) of the same round; ``vs_peers``: FPS over the peers' loop of the round.
+    ``infer_p50_ms``: the first camera's median inference (request submitted to completed) over its last frames.
     """
 
     fps: float
@@ -125,6 +133,13 @@ class PipelineResult:
     vs_raw: float | None = None
     vs_single_inference: float | None = None
     rounds: tuple[PipelineResult, ...] = ()
+    own_ms: float | None = None
+    vs_peers: float | None = None
+    infer_p50_ms: float | None = None
+    thread_ms: Mapping[str, float] = field(default_factory=dict)
+    dropped: int = 0
+    stale: int = 0
+    skipped: int = 0
 
 
 _R = TypeVar("_R", RawResult, PipelineResult)
@@ -154,6 +169,8 @@ def combine_pipeline(rounds: Sequence[PipelineResult]) -> PipelineResult:
     """As ``combine_raw``, with the medians of fairness and of the per-round ``vs_raw`` too."""
     m = Window.median([Window(r.fps, r.p50_ms, r.p95_ms, r.cpu_pct) for r in rounds])
     ratios = [r.vs_raw for r in rounds if r.vs_raw is not None]
+    own = [r.own_ms for r in rounds if r.own_ms is not None]
+    peers = [r.vs_peers for r in rounds if r.vs_peers is not None]
     return replace(
         _middle(rounds),
         fps=m.fps,
@@ -162,6 +179,58 @@ def combine_pipeline(rounds: Sequence[PipelineResult]) -> PipelineResult:
         cpu_pct=m.cpu_pct,
         fairness=statistics.median(r.fairness for r in rounds),
         vs_raw=statistics.median(ratios) if ratios else None,
+        own_ms=statistics.median(own) if own else None,
+        vs_peers=statistics.median(peers) if peers else None,
         peak_rss_mb=max(r.peak_rss_mb for r in rounds),
         rounds=tuple(rounds),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LoopResult:
+    """A single-threaded loop over the clip (decoding alone, or the peers' loop): medians of ``runs``; latency
+    is each iteration's; ``rounds``: as in ``RawResult``."""
+
+    fps: float
+    p50_ms: float
+    p95_ms: float
+    cpu_pct: float
+    runs: tuple[Window, ...]
+    peak_rss_mb: float
+    rounds: tuple[LoopResult, ...] = ()
+
+
+def combine_loop(rounds: Sequence[LoopResult]) -> LoopResult:
+    """As ``combine_raw``, for loops."""
+    m = Window.median([Window(r.fps, r.p50_ms, r.p95_ms, r.cpu_pct) for r in rounds])
+    middle = sorted(rounds, key=lambda r: r.fps)[len(rounds) // 2]
+    return replace(
+        middle,
+        fps=m.fps,
+        p50_ms=m.p50_ms,
+        p95_ms=m.p95_ms,
+        cpu_pct=m.cpu_pct,
+        peak_rss_mb=max(r.peak_rss_mb for r in rounds),
+        rounds=tuple(rounds),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StartupRun:
+    """One start of the daemon: seconds from its process's start to READY (model compiled, sd_notify) and to
+    its first heatmap on the broker (None when none came in time)."""
+
+    ready_s: float
+    first_heatmap_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartupResult:
+    """Starts of the daemon with one way of caching compiled models: ``cache`` is ``none`` (no ``cache_dir``),
+    ``cold`` (an empty one: this start compiles and fills it) or ``warm`` (filled by an earlier start).
+    ``ready_s``/``first_heatmap_s``: medians of ``runs``."""
+
+    cache: str
+    ready_s: float
+    first_heatmap_s: float | None
+    runs: tuple[StartupRun, ...]
