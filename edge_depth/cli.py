@@ -10,8 +10,11 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -69,7 +72,28 @@ def _with_broker(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg.model_copy(update={"mqtt": mqtt})
 
 
+class _EarlySignals:
+    """What SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 ask for before the service installs its own handlers: installed
+    first thing, so that a signal during the (seconds long) start is neither lost nor fatal."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.received: list[str] = []
+        self.pending: set[signal.Signals] = set()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        self.received.append(sig.name)
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            self.stop.set()
+        else:
+            self.pending.add(sig)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    early = _EarlySignals()  # before the heavy imports: a SIGTERM during the start is a clean stop
     # FFmpeg's warnings carry the reasons a camera fails ("HTTP error 401 Unauthorized"); OpenCV shows only its
     # errors unless told. Read when cv2 is first imported, so before anything below imports it.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24")
@@ -78,8 +102,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from edge_depth.model.preflight import model_problems
     from edge_depth.service import Service, StartupError
 
+    def load() -> Config:
+        return _with_broker(load_config(args.config, checks=[model_problems]), args)
+
     try:
-        cfg = _with_broker(load_config(args.config, checks=[model_problems]), args)
+        cfg = load()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -87,17 +114,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # From here on what FFmpeg and OpenVINO print goes through logging too (JSON stays JSON, URLs redacted).
     _setup_logging(cfg.logging.level, cfg.logging.format, native_stderr.install())
+    log = logging.getLogger("edge_depth")
+    logged = len(early.received)
+    for name in early.received[:logged]:
+        log.info("received %s during the start%s", name, ", stopping" if name in ("SIGTERM", "SIGINT") else "")
+    if early.stop.is_set():
+        log.info("stopped")
+        return 0
     import cv2
 
     # OpenCV passes FFmpeg's warnings on at its own WARNING level; they reach the log through the native
     # capture above (redacted, repeats folded) and explain camera failures.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
-    service = Service(cfg)
+    service = Service(cfg, stop=early.stop, reload=load, pending=early.pending)
     service.install_signal_handlers()
+    for name in early.received[logged:]:  # between the lines above and the service's own handlers
+        log.info("received %s during the start", name)
     try:
         return service.run()
     except (ModelError, StartupError) as exc:
-        logging.getLogger("edge_depth").error("%s", exc)
+        log.error("%s", exc)
         return 2
 
 

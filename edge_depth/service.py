@@ -1,6 +1,13 @@
 """The daemon: wires capture, inference, outputs and MQTT together and runs until told to stop.
 
-One stop event, set by SIGTERM/SIGINT. The main thread only supervises: it feeds systemd's watchdog
+One stop event, set by SIGTERM/SIGINT (the command line installs its handlers before anything heavy is imported,
+and a stop requested at any moment of the start is honoured between its steps: no READY=1 follows it). SIGHUP
+validates the config file again: a valid, changed config stops the daemon in order with ``RESTART_EXIT_CODE``
+(systemd's ``RestartForceExitStatus=`` starts it again with the new config), an invalid one is one warning and
+the daemon goes on. SIGUSR1/SIGUSR2 log one status line. Learned baselines (and latched falls) are saved when
+learned, every ``_STATE_SAVE_PERIOD_S`` when changed, and at shutdown; a save that fails is one warning.
+
+The main thread only supervises: it feeds systemd's watchdog
 while frames are really processed, publishes status and stats periodically (statuses every
 ``_STARTUP_STATUS_S`` during the first stats interval, so that the first figures show up at once), and on
 stop shuts the stages down in order (capture, in-flight inference and its outputs, the end of open obstacle
@@ -21,7 +28,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,6 +36,7 @@ from typing import Any
 from edge_depth import __version__
 from edge_depth.alerts.commands import parse_ack, parse_baseline_reset
 from edge_depth.capture.reader import CaptureState
+from edge_depth.config.errors import ConfigError
 from edge_depth.config.schema import Config
 from edge_depth.model.engine import ModelError
 from edge_depth.mqtt.client import MqttPublisher
@@ -41,7 +49,7 @@ from edge_depth.redact import Throttle
 from edge_depth.stages import Stages, StartupError, build_engine, build_stages, topics_of
 from edge_depth.web import DaemonTap, StagesView, WebError, WebServer
 
-__all__ = ["Service", "StartupError"]
+__all__ = ["RESTART_EXIT_CODE", "Service", "StartupError"]
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +63,34 @@ _STARTUP_STATUS_S = 2.0  # status refresh period during the first stats interval
 ANNOUNCED_FILE = "announced.json"  # in the state directory: the retained topics the last run published
 _HA_STATUS_MAX_BYTES = 64  # Home Assistant status payloads are "online" and "offline"
 _IGNORED_LOG_INTERVAL_S = 60.0  # anyone on the broker can send bad commands: one line a minute per topic
+_STATE_SAVE_PERIOD_S = 600.0  # learned baselines are saved this often (when changed): a SIGKILL loses at most this
+# Exit code of a stop for a changed config (SIGHUP): the unit's RestartForceExitStatus= starts the daemon again.
+RESTART_EXIT_CODE = 75
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REQUEST_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Service:
     """The daemon for one config: ``run`` builds the stages (``stages.build_stages``), connects to MQTT, and
     supervises until ``stop`` is set."""
 
-    def __init__(self, cfg: Config, *, notifier: Notifier | None = None, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        notifier: Notifier | None = None,
+        stop: threading.Event | None = None,
+        reload: Callable[[], Config] | None = None,
+        pending: set[signal.Signals] | None = None,
+    ) -> None:
+        """``reload``: the config file loaded and validated again (raises ``ConfigError``), for SIGHUP.
+        ``pending``: SIGHUP/SIGUSR1/SIGUSR2 received before the service existed, handled once it supervises."""
         self.cfg = cfg
         self.stop = stop or threading.Event()
+        self._reload = reload
+        self._pending: set[signal.Signals] = pending if pending is not None else set()  # shared with early handlers
+        self._exit_code = 0
+        self._stop_signal: str | None = None  # the SIGTERM/SIGINT that set ``stop``, logged outside the handler
         self._notifier = notifier or Notifier()
         self._topics = topics_of(cfg)
         self._started = time.monotonic()
@@ -74,16 +101,39 @@ class Service:
         self._ignored = Throttle(log, _IGNORED_LOG_INTERVAL_S)
 
     def install_signal_handlers(self) -> None:
-        def handle(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s, stopping", signal.Signals(signum).name)
-            self.stop.set()
+        """SIGTERM/SIGINT set ``stop``; SIGHUP (config reload) and SIGUSR1/SIGUSR2 (a status line) are noted
+        here and handled by the supervising loop, outside the handler."""
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            sig = signal.Signals(signum)
+            # No logging here: a handler interrupts the main thread anywhere, a log write included (a reentrant
+            # write to stderr raises). What was received is logged by the main thread, outside the handler.
+            if sig in STOP_SIGNALS:
+                self._stop_signal = sig.name
+                self.stop.set()
+            else:
+                self._pending.add(sig)
+
+        for sig in (*STOP_SIGNALS, *REQUEST_SIGNALS):
+            signal.signal(sig, handle)
+
+    def _stopped_early(self, step: str) -> bool:
+        """True (and logged) when a stop was requested during the start, before ``step``."""
+        if not self.stop.is_set():
+            return False
+        log.info("%s during the start: stopping before %s", self._stop_signal or "stop requested", step)
+        return True
 
     def run(self) -> int:
-        """Run until the stop event is set. Returns the process exit code."""
+        """Run until the stop event is set. Returns the process exit code (``RESTART_EXIT_CODE`` after a SIGHUP
+        with a changed, valid config)."""
+        if self._stopped_early("compiling the model"):
+            log.info("stopped")
+            return 0
         engine = build_engine(self.cfg.model)  # first: a missing or broken IR is the first error reported
+        if self._stopped_early("connecting to MQTT"):  # compiling takes seconds: a SIGTERM may have come meanwhile
+            log.info("stopped")
+            return 0
         try:
             publisher = MqttPublisher(self.cfg.mqtt, self._topics)
         except ValueError as exc:  # TLS files that exist but cannot be loaded
@@ -105,6 +155,9 @@ class Service:
             wrap_output=tap.wrap,
         )
         self._stages = stages
+        if self._stopped_early("starting the cameras"):  # nothing started yet: no ``online``, no READY
+            log.info("stopped")
+            return 0
         self._web = self._make_web(stages, tap, publisher)
         for name in stages.outputs:
             self._publish_status(name)
@@ -116,21 +169,22 @@ class Service:
         if self._web is not None:
             self._web.start()
         info = engine.info
-        self._notifier.ready(f"model {info.name} {info.precision} on {','.join(info.execution_devices)}")
-        log.info(
-            "running: %d camera(s), model %s (%s) on %s",
-            len(stages.outputs),
-            info.path,
-            info.precision,
-            ",".join(info.execution_devices),
-        )
+        if not self._stopped_early("reporting ready"):  # stopped meanwhile: the ordered shutdown, and no READY
+            self._notifier.ready(f"model {info.name} {info.precision} on {','.join(info.execution_devices)}")
+            log.info(
+                "running: %d camera(s), model %s (%s) on %s",
+                len(stages.outputs),
+                info.path,
+                info.precision,
+                ",".join(info.execution_devices),
+            )
         try:
             self._supervise()
         finally:
             self._shutdown(stages)
         if self._load_error is not None:
             raise self._load_error  # a model that failed to compile for a camera's input size: exit 2
-        return 0
+        return self._exit_code
 
     def _make_web(self, stages: Stages, tap: DaemonTap, publisher: MqttPublisher) -> WebServer | None:
         """The console over a read-only view of this daemon, its socket bound (None when ``web.enabled`` is off)."""
@@ -253,8 +307,20 @@ class Service:
         watchdog = self._notifier.watchdog_interval_s
         next_ping = time.monotonic()
         frames_at_ping = -1
+        learned = {name: out.alerts.baseline_ready for name, out in self._outputs.items()}
+        next_save = time.monotonic() + _STATE_SAVE_PERIOD_S
         while not self.stop.wait(_SUPERVISE_TICK_S):
             now = time.monotonic()
+            self._handle_requests()
+            for name, out in self._outputs.items():
+                ready = out.alerts.baseline_ready
+                if ready and not learned[name]:  # just learned: saved at once, a SIGKILL must not lose it
+                    self._save_state(out)
+                learned[name] = ready
+            if now >= next_save:
+                for out in self._outputs.values():
+                    self._save_state(out)
+                next_save = now + _STATE_SAVE_PERIOD_S
             if watchdog is not None and now >= next_ping:
                 done = self._stages.pipeline.frames_done if self._stages else 0
                 # Ping only on real progress, or when no camera is online (nothing to process is not a hang).
@@ -273,6 +339,57 @@ class Service:
                 for name in self._outputs:
                     self._publish_status(name)
                 next_status = now + _STARTUP_STATUS_S
+
+    def _save_state(self, out: CameraOutput) -> None:
+        """Save a camera's alert state (written only when changed); a failure is one warning, nothing more."""
+        try:
+            out.alerts.save()
+        except OSError as exc:  # a full or read-only state directory must not cost the ``offline`` or the exit
+            log.warning("camera %s: cannot save its state: %s", out.cfg.name, exc)
+
+    def _handle_requests(self) -> None:
+        """The SIGHUP/SIGUSR1/SIGUSR2 noted by the signal handler since the last tick."""
+        while self._pending:
+            sig = self._pending.pop()
+            if sig == signal.SIGHUP:
+                self._reload_config()
+            else:
+                log.info("%s: %s", sig.name, self._status_line())
+
+    def _reload_config(self) -> None:
+        if self._reload is None:
+            log.warning("SIGHUP: no config file to reload, going on with the running config")
+            return
+        try:
+            cfg = self._reload()
+        except ConfigError as exc:
+            log.warning(
+                "SIGHUP: the config file is not valid, going on with the running config: %s", "; ".join(exc.errors)
+            )
+            return
+        except OSError as exc:
+            log.warning("SIGHUP: cannot read the config file, going on with the running config: %s", exc)
+            return
+        if cfg == self.cfg:
+            log.info("SIGHUP: config unchanged, nothing to do")
+            return
+        log.info("config changed: restarting (exit code %d)", RESTART_EXIT_CODE)
+        self._exit_code = RESTART_EXIT_CODE
+        self.stop.set()
+
+    def _status_line(self) -> str:
+        stats = self.stats()
+        cameras = ", ".join(
+            f"{name} {self._stages.readers[name].state().state if self._stages else '?'} "
+            f"{figures.get('frames_processed', 0)} frames"
+            for name, figures in stats["cameras"].items()
+        )
+        mqtt = stats["mqtt"]
+        connected = mqtt["connected"] if mqtt else None
+        return (
+            f"status: up {stats['uptime_s']} s, {stats['max_rss_mb']} MB max RSS, mqtt connected {connected}; "
+            f"cameras: {cameras or 'none'}"
+        )
 
     def _any_camera_online(self) -> bool:
         readers = self._stages.readers.values() if self._stages else ()
@@ -319,6 +436,8 @@ class Service:
     def _shutdown(self, stages: Stages) -> None:
         deadline = time.monotonic() + _SHUTDOWN_BUDGET_S
         self._notifier.stopping()
+        if self._stop_signal is not None:
+            log.info("received %s, stopping", self._stop_signal)
         if self._web is not None:
             self._web.stop(timeout=_WEB_STOP_S)  # first: no command may reach the stages while they stop
         stages.stop(deadline - _MQTT_RESERVE_S)
@@ -326,10 +445,7 @@ class Service:
             # Before ``offline``: open obstacle alerts end (reason ``shutdown``) and their zones turn OFF; a
             # latched fall stays latched, saved with the baseline for the next start.
             out.shutdown()
-            try:
-                out.alerts.save()
-            except OSError as exc:  # a full or read-only state directory must not cost the ``offline``
-                log.error("camera %s: cannot save its state: %s", out.cfg.name, exc)
+            self._save_state(out)
         for name in stages.outputs:
             self._publish_status(name)
         if self._publisher is not None:

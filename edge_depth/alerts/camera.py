@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -39,7 +38,14 @@ from edge_depth.alerts.kinds import (
     shutdown_step,
 )
 from edge_depth.alerts.obstacle import ObstacleZones, zone_entities
-from edge_depth.alerts.reference import BaselineReference, Measure, Reference, make_reference, nearest
+from edge_depth.alerts.reference import (
+    BaselineReference,
+    Measure,
+    Reference,
+    atomic_write,
+    make_reference,
+    nearest,
+)
 from edge_depth.alerts.zones import MaskCache, Point, ZoneSpec, polygon_mask
 from edge_depth.config.alerts import CameraAlertsConfig, ZoneConfig
 from edge_depth.frames import DepthFrame
@@ -104,6 +110,7 @@ class CameraAlerts:
         self._latest: Measure | None = None  # the last frame's measure, for probe()
         self._last_seq = 0
         self._state_path = None if state_dir is None else state_dir / f"{camera}.alerts.json"
+        self._saved_state: str | None = None  # the JSON last written, so that unchanged state is not rewritten
         self._restore()
 
     @property
@@ -134,18 +141,30 @@ class CameraAlerts:
 
     def save(self) -> None:
         """Persist to ``state_dir`` (nothing without one): the baseline (baseline mode) and what the kinds keep
-        across a restart (a latched fall) in ``<camera>.alerts.json``, written atomically; a kind with nothing
-        to keep leaves no entry, so a stale one is never restored."""
+        across a restart (a latched fall) in ``<camera>.alerts.json``, each written atomically and only when it
+        changed since the last save; a kind with nothing to keep leaves no entry, so a stale one is never restored.
+
+        Raises OSError when a file cannot be written (after trying both): its previous version stays intact.
+        """
+        errors: list[OSError] = []
         with self._lock:
             if isinstance(self._reference, BaselineReference):
-                self._reference.save()
-            if self._state_path is None:
-                return
-            kept = dict(entry for kind in self._kinds if (entry := saved_state(kind)) is not None)
-            self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(kept, sort_keys=True))
-            os.replace(tmp, self._state_path)
+                try:
+                    self._reference.save()
+                except OSError as exc:
+                    errors.append(exc)
+            if self._state_path is not None:
+                kept = dict(entry for kind in self._kinds if (entry := saved_state(kind)) is not None)
+                text = json.dumps(kept, sort_keys=True)
+                if text != self._saved_state:
+                    try:
+                        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+                        atomic_write(self._state_path, lambda f: f.write(text.encode()))
+                        self._saved_state = text
+                    except OSError as exc:
+                        errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def shutdown(self) -> tuple[tuple[AlertEvent, ...], tuple[tuple[str, bool], ...]]:
         """End what a clean stop closes (each kind's ``shutdown``: open obstacle alerts end with reason

@@ -31,12 +31,14 @@ in its unit:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
@@ -53,6 +55,7 @@ from edge_depth.depthstats import ROBUST_PERCENTILES, grid, robust_range
 
 log = logging.getLogger(__name__)
 _IMAGE_NDIM = 2  # a saved baseline is one (H, W) map
+_MAX_BASELINE_SIDE = 8192  # a saved baseline larger than this on a side is not one this daemon wrote
 _MIN_LEARN_FRAMES = 3  # a median of fewer is one noisy frame
 _ADAPT_PERIOD_S = 0.25  # drift and absorption need not follow faster than 4 times a second
 
@@ -64,6 +67,69 @@ _MIN_EXPLAINED = 0.5  # a metric fit must explain half the variance of the point
 # The background a baseline fit rests on must span a fifth of the baseline's range: a slope fitted on one
 # flat wall (every pixel at one depth) is noise.
 _MIN_FIT_SPREAD = 0.2
+
+
+def _temporary(path: Path) -> Path:
+    """The temporary file ``atomic_write`` writes ``path``'s new content to: same directory, so os.replace is atomic."""
+    return path.with_name(f"{path.stem}.tmp{path.suffix}")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write ``path`` so that it is, at every moment and after a crash or power loss, either its old or its new
+    content: ``write`` fills a temporary file in the same directory, which is flushed, fsynced and renamed over
+    ``path``; then the directory is fsynced. On any failure the temporary file is removed and the error raised."""
+    tmp = _temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # the rename's durability; some filesystems cannot fsync a directory
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_baseline(path: Path) -> np.ndarray:
+    """The (H, W) float32 baseline in a .npy file. The header is checked against the file's size before any
+    data is read, so a file that claims a huge shape costs no memory; ValueError for anything unusable."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ValueError("empty file")
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, EOFError, SyntaxError) as exc:
+            raise ValueError(f"not a .npy file ({_one_line(str(exc))})") from None
+        if len(shape) != _IMAGE_NDIM or dtype.kind != "f" or dtype.hasobject:
+            raise ValueError(f"not a 2-D float array (shape {shape}, dtype {dtype})")
+        if not all(0 < n <= _MAX_BASELINE_SIDE for n in shape):
+            raise ValueError(f"implausible shape {shape}")
+        expected = f.tell() + shape[0] * shape[1] * dtype.itemsize
+        if size != expected:
+            raise ValueError(f"truncated or padded: {size} bytes, the header announces {expected}")
+        data = np.fromfile(f, dtype=dtype, count=shape[0] * shape[1])
+    baseline = data.reshape(shape, order="F" if fortran else "C").astype(np.float32)
+    if not np.isfinite(baseline).all():
+        raise ValueError("not a finite 2-D array")
+    return np.ascontiguousarray(baseline)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +239,7 @@ class BaselineReference:
         self._learn_frames: list[np.ndarray] = []
         self._last_adapt_t: float | None = None
         self._last_fit: tuple[float, float] | None = None  # the last good (scale, shift), for degenerate frames
+        self._saved: np.ndarray | None = None  # what the file holds (last saved or loaded), to skip unchanged saves
         if path is not None and path.exists():
             self._load(path)
 
@@ -197,25 +264,34 @@ class BaselineReference:
         self._last_adapt_t = None
         self._last_fit = None
 
-    def save(self) -> None:
-        """Write the baseline to its .npy file (atomically); nothing when unlearned or without a path."""
+    def save(self) -> bool:
+        """Write the baseline to its .npy file atomically (``atomic_write``) when it changed since it was last
+        saved or loaded; False when there was nothing to write (unlearned, unchanged, or without a path).
+
+        Raises OSError (the temporary file removed) when it cannot be written: the previous file stays intact.
+        """
         if self._path is None or self._baseline is None:
-            return
+            return False
+        if self._saved is not None and np.array_equal(self._saved, self._baseline):
+            return False
+        snapshot = self._baseline.copy()
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp.npy")
-        np.save(tmp, self._baseline)
-        os.replace(tmp, self._path)
+        atomic_write(self._path, lambda f: np.save(f, snapshot, allow_pickle=False))
+        self._saved = snapshot
+        log.info("saved baseline %s", self._path)
+        return True
 
     def _load(self, path: Path) -> None:
+        """Adopt the baseline saved in ``path``; anything wrong with the file is one warning and no baseline."""
+        _temporary(path).unlink(missing_ok=True)  # left by a save that was killed: never the real file
         try:
-            baseline = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring baseline %s: %s", path, exc)
+            baseline = read_baseline(path)
+        except (OSError, ValueError, EOFError, MemoryError) as exc:
+            log.warning("ignoring baseline %s: %s", path, _one_line(str(exc)) or type(exc).__name__)
             return
-        if baseline.ndim != _IMAGE_NDIM or not np.isfinite(baseline).all():
-            log.warning("ignoring baseline %s: not a finite 2-D array", path)
-            return
-        self._adopt(baseline.astype(np.float32))
+        self._adopt(baseline)
+        self._saved = baseline.copy()
+        log.info("loaded baseline %s (%dx%d)", path, baseline.shape[1], baseline.shape[0])
 
     def _adopt(self, baseline: np.ndarray) -> None:
         self._baseline = baseline

@@ -108,6 +108,7 @@ class _Session:
         self.opened = False
         self.frames = 0
         self.last_progress = now  # clock() of the start, the open, or the latest decoded frame
+        self.last_position = -1.0  # the decoder's timestamp (ms) of the latest frame, to spot frames given again
         self.waiting_for_consumer = False
 
     def finish(self, outcome: _Outcome) -> None:
@@ -367,7 +368,10 @@ class CameraReader:
         while not (self._stop.is_set() or session.abandoned.is_set()):
             if pace:
                 next_due = self._wait_until(next_due, pace)
-            ok, image = cap.read()
+            # With fps_limit, a frame is decoded (grab) and only converted to BGR (retrieve) once it is let
+            # through: a camera sending 25 FPS limited to 10 converts 10 frames a second, not 25.
+            image: np.ndarray | None
+            ok, image = (cap.grab(), None) if limit else cap.read()
             if session.abandoned.is_set():
                 break
             if not ok:
@@ -378,6 +382,8 @@ class CameraReader:
                 why = read_failure_reason(self._source, session.last_progress) or "stream ended or read failed"
                 return _Outcome("failed", f"no frame from {self._source.display} ({why})")
             now = self._clock()
+            if not is_file and self._repeated(session, cap):
+                continue  # the decoder gave a frame again: no progress (the stall watchdog must not be fed)
             self._count_frame(session, now)
             if limit:
                 if now < next_allowed:
@@ -385,13 +391,25 @@ class CameraReader:
                         self._frames_skipped += 1
                     continue
                 next_allowed = next_allowed + limit if now - next_allowed < limit else now + limit
-            if not self._deliver(session, image, now, block):
+                ok, image = cap.retrieve()
+                if not ok:
+                    return _Outcome("failed", f"no frame from {self._source.display} (a decoded frame was unreadable)")
+            if image is None or not self._deliver(session, image, now, block):
                 break
         return _Outcome("stopped")
 
+    @staticmethod
+    def _repeated(session: _Session, cap: cv2.VideoCapture) -> bool:
+        """The frame just read has the timestamp of the one before: a frame held by the decoder of a source that
+        froze, not a new one. A source without timestamps (0) never counts as repeating."""
+        position = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        repeated = position > 0 and position == session.last_position
+        session.last_position = position
+        return repeated
+
     def _file_fps(self, cap: cv2.VideoCapture) -> float:
         fps = float(cap.get(cv2.CAP_PROP_FPS))
-        return fps if 0 < fps <= 240 else DEFAULT_FILE_FPS
+        return fps if 0 < fps <= _MAX_SOURCE_FPS else DEFAULT_FILE_FPS
 
     def _wait_until(self, due: float, period: float) -> float:
         """Sleep until ``due`` (or stop); the next due time, re-anchored if we fell more than a period behind."""

@@ -21,6 +21,7 @@ import numpy as np
 from edge_depth.capture.reader import CaptureState
 from edge_depth.frames import DepthFrame
 
+_DEPTH_NDIM, _IMAGE_NDIM = 3, 4  # (N, H, W) depth maps and (N, H, W, 3) images
 _KEYS = ("depth", "image", "seq", "captured_mono", "captured_wall", "infer_ms", "camera")
 
 
@@ -70,8 +71,8 @@ class Recording:
         if missing:
             raise ValueError(f"{path}: not a depth recording (missing {', '.join(missing)})")
         depth, image = arrays["depth"], arrays["image"]
-        n = depth.shape[0] if depth.ndim == 3 else -1
-        if n < 1 or image.shape[:3] != depth.shape or image.ndim != 4 or image.dtype != np.uint8:
+        n = depth.shape[0] if depth.ndim == _DEPTH_NDIM else -1
+        if n < 1 or image.shape[:3] != depth.shape or image.ndim != _IMAGE_NDIM or image.dtype != np.uint8:
             raise ValueError(f"{path}: depth {depth.shape} and image {image.shape} {image.dtype} do not match")
         for key in ("seq", "captured_mono", "captured_wall", "infer_ms"):
             if arrays[key].shape != (n,):

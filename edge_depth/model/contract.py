@@ -24,6 +24,7 @@ RT_INFO_SECTION = "edge_depth"
 PRECISIONS = ("fp32", "fp16", "int8")
 RESIZE_FILTERS = ("bicubic", "bilinear", "area", "nearest")
 COLOR_ORDERS = ("RGB", "BGR")  # the channel order the network was trained on (the IR's input is always BGR)
+CHANNELS = 3  # mean and std have one value per colour channel
 PIXEL_SCALE = 255.0  # u8 pixels are divided by this before mean/std, as MiDaS's transform does
 
 # rt_info keys written by `convert` besides the spec's own (see SPEC_KEYS)
@@ -77,7 +78,7 @@ class ModelSpec:
             value = getattr(self, name)
             if (
                 not isinstance(value, tuple)
-                or len(value) != 3
+                or len(value) != CHANNELS
                 or not all(isinstance(v, float) and math.isfinite(v) and v > low for v in value)
             ):
                 bound = "positive " if low == 0.0 else ""
@@ -150,7 +151,7 @@ def spec_from_mapping(data: Mapping[str, Any]) -> ModelSpec:
     values.setdefault("stem", values["name"])
     for name in ("mean", "std"):
         value = values[name]
-        if isinstance(value, list | tuple) and len(value) == 3 and all(_is_number(v) for v in value):
+        if isinstance(value, list | tuple) and len(value) == CHANNELS and all(_is_number(v) for v in value):
             values[name] = tuple(float(v) for v in value)
     return ModelSpec(**values)
 
