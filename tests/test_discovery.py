@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-import pytest
+import jinja2
 
 from edge_depth.alerts.camera import default_entities
 from edge_depth.mqtt.discovery import discovery_messages, gone, load_announced, nearest_payload, save_announced
@@ -119,7 +119,6 @@ ENTITY_CATEGORIES = {"config", "diagnostic"}
 def ha_sensor_state(config: dict[str, object], payload: str) -> object:
     """What Home Assistant would show for ``payload`` on a sensor with ``config``: None for unknown, a float for a
     numeric sensor, the option for an enum; AssertionError where Home Assistant would reject the value."""
-    jinja2 = pytest.importorskip("jinja2")
     template = jinja2.Environment().from_string(str(config["value_template"]))
     rendered = template.render(value=payload, value_json=json.loads(payload))
     if rendered == HA_UNKNOWN:

@@ -26,13 +26,7 @@ from tests.support.broker import Mosquitto
 from tests.support.daemon import REPO, Daemon
 from tests.test_web_api import PHOTO, console_cameras, fall_recording, http, start
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()),
-        reason="needs Debian's chromium and chromium-driver (see .ci/run)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 DOCS = REPO / "docs"
 CLIP = REPO / "tests" / "fixtures" / "video" / "solidWhiteRight.mp4"
@@ -41,6 +35,10 @@ CLICKS = ((0.2, 0.4), (0.6, 0.35), (0.7, 0.8), (0.25, 0.85))  # normalised posit
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    for program in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        assert Path(program).exists(), (
+            f"{program} is needed (Debian packages chromium and chromium-driver: see .ci/run)"
+        )
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for argument in ("--headless=new", "--window-size=1280,1000", "--disable-dev-shm-usage", "--disable-gpu"):
