@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -232,7 +233,8 @@ class FreezingCapture:
         return True, np.zeros((48, 64, 3), np.uint8)
 
     def get(self, prop: int) -> float:
-        return 50.0
+        # A live decoder's timestamp moves with every new frame (the reader ignores frames given again).
+        return self.count * 20.0 if prop == cv2.CAP_PROP_POS_MSEC else 50.0
 
     def set(self, prop: int, value: float) -> bool:
         return False

@@ -45,6 +45,7 @@ _STREAM_IDLE_S = 1.0  # a stream re-checks for shutdown this often while no heat
 _ACK_TIMEOUT_S = 3.0
 _READY_FRESH_S = 10.0  # a camera is delivering when it processed a frame within this long
 _MAX_CONFIG_BYTES = 1_000_000
+_DRAIN_MAX_BYTES = 64_000_000  # a too-large upload up to this size is read to its end before the 413
 _EXTENSIONS: dict[str, Literal["jpeg", "png16", "npy"]] = {"jpg": "jpeg", "png": "png16", "npy": "npy"}
 
 
@@ -399,17 +400,29 @@ def _part(jpeg: bytes) -> bytes:
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (before reading it all)."""
+    """The request body, refused with 413 once it passes ``limit`` bytes (nothing past the limit is kept).
+
+    The rest of a too-large body is read and dropped, up to ``_DRAIN_MAX_BYTES``: a simple client (curl, urllib)
+    sends its whole body before it reads the answer, and would see a broken pipe instead of the 413.
+    """
     declared = request.headers.get("content-length")
+    too_large: str | None = None
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB")
+        too_large = f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB"
+        if int(declared) > _DRAIN_MAX_BYTES:
+            raise HTTPException(413, too_large)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"the upload is larger than the limit of {limit / 1e6:g} MB")
+            too_large = too_large or f"the upload is larger than the limit of {limit / 1e6:g} MB"
+            if size > _DRAIN_MAX_BYTES:
+                break
+            continue
         chunks.append(chunk)
+    if too_large is not None:
+        raise HTTPException(413, too_large)
     return b"".join(chunks)
 
 
