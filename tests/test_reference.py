@@ -265,3 +265,38 @@ def test_a_person_hiding_all_but_a_flat_wall_does_not_break_the_alignment_for_go
         assert measure is not None and measure.foreground is not None, f"frame {i} after the person is lost"
         recovered.append(float(measure.foreground.mean()))
     assert max(recovered[2:]) < 0.01, f"foreground left behind: {recovered}"
+
+
+def test_a_person_leaving_only_a_flat_wall_as_background_is_seen_whole_and_the_fit_recovers() -> None:
+    """The wall is the majority of what stays visible, so the robust fit ends on it (plus whatever sliver of
+    the person happens to lie near its line): a degenerate fit. The alignment must notice, keep the last good
+    scale with a shift the wall still fixes (the person wholly foreground, the wall not), and fit on the whole
+    scene again once the person has gone."""
+    height, width = 192, 256
+    rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
+    wall = int(width * 0.6)
+    room = np.repeat(0.2 + 0.8 * rows, width, axis=1)  # a floor getting nearer toward the bottom
+    room[:, :wall] = 0.3  # a flat wall over the left 60 %
+    person = room.copy()
+    bulge = np.sin(np.pi * np.linspace(0.0, 1.0, width - wall, dtype=np.float32))
+    person[:, wall:] = 1.2 + 0.8 * bulge[None, :]  # nearer than the floor everywhere it stands
+    reference = BaselineReference(BaselineConfig(learn_s=2.0, learn_frames=10))
+    midas = MidasLike(np.random.default_rng(7))
+    for i in range(31):
+        assert reference.measure(midas(room), i / 15) is None
+    for i in range(15):
+        assert reference.measure(midas(room), 2.5 + i / 15) is not None
+    seen, walls = [], []
+    for i in range(30):  # two seconds with the person in view
+        measure = reference.measure(midas(person), 3.5 + i / 15)
+        assert measure is not None and measure.foreground is not None, f"frame {i} with the person lost its fit"
+        seen.append(float(measure.foreground[:, wall:].mean()))
+        walls.append(float(measure.foreground[:, :wall].mean()))
+    assert min(seen) > 0.95, f"the person is only partly foreground: {seen}"
+    assert max(walls) < 0.05, f"the wall became foreground: {walls}"
+    after = []
+    for i in range(15):  # the person walks away
+        measure = reference.measure(midas(room), 5.5 + i / 15)
+        assert measure is not None and measure.foreground is not None
+        after.append(float(measure.foreground.mean()))
+    assert max(after) < 0.01, f"foreground left behind: {after}"

@@ -64,9 +64,11 @@ _SIGMA_FLOOR = 0.01  # in baseline-range units: noise below 1 % of the range is 
 _MAD_TO_SIGMA = 1.4826
 _MAX_STEP_S = 1.0  # a gap in the stream counts as at most this much time for adaptation
 _MIN_EXPLAINED = 0.5  # a metric fit must explain half the variance of the points' inverse distances
-# The background a baseline fit rests on must span a fifth of the baseline's range: a slope fitted on one
-# flat wall (every pixel at one depth) is noise.
+# The background a baseline fit rests on must span a fifth of the baseline's range between its 10th and 90th
+# percentiles: a slope fitted on one flat wall (every pixel at one depth), or on that wall plus the sliver of a
+# person that happens to lie near the line, is noise. A tenth of the background at each end must differ.
 _MIN_FIT_SPREAD = 0.2
+_FIT_SPREAD_PERCENTILES = (10.0, 90.0)
 
 
 def _temporary(path: Path) -> Path:
@@ -339,9 +341,11 @@ class BaselineReference:
 
         A fit is *degenerate* when it fails, is not increasing, or rests on background pixels that span less
         than ``_MIN_FIT_SPREAD`` of the baseline's range (a large person in front of a flat wall: the robust
-        fit keeps only the wall, whose single depth cannot fix a slope). Then the previous good fit is used
-        (or, without one, the frame's own p2..p98 mapped onto 0..1, as the baseline was normalised), and the
-        background pixel set is forgotten, so the next frame fits on every pixel again and recovers.
+        fit keeps only the wall, whose single depth cannot fix a slope). Such a background still fixes one
+        number: the previous good scale is kept and the shift is fitted on it, so the wall stays where it is
+        whatever the frame's own shift (without a previous fit: the frame's p2..p98 mapped onto 0..1, as the
+        baseline was normalised). The background pixel set is then forgotten, so the next frame fits on every
+        pixel again and recovers as soon as the scene allows.
         """
         d = grid(depth).ravel()
         b = grid(baseline).ravel()
@@ -350,34 +354,38 @@ class BaselineReference:
             return None
         previous = self._background_grid
         use = finite & previous if previous is not None and previous.shape == finite.shape else finite
-        fit = self._robust_fit(d, b, finite, use)
-        if fit is None:
-            self._background_grid = None
-            return self._last_fit if self._last_fit is not None else _percentile_fit(depth)
-        self._background_grid = fit[1]
-        self._last_fit = fit[0]
-        return fit[0]
+        fit, background = self._robust_fit(d, b, finite, use)
+        if fit is not None:
+            self._background_grid = background
+            self._last_fit = fit
+            return fit
+        self._background_grid = None
+        if self._last_fit is None:
+            return _percentile_fit(depth)
+        scale = self._last_fit[0]
+        if np.count_nonzero(background) < _MIN_FIT_PIXELS:
+            return self._last_fit
+        return scale, float(np.median(b[background] - scale * d[background]))
 
     def _robust_fit(
         self, d: np.ndarray, b: np.ndarray, finite: np.ndarray, use: np.ndarray
-    ) -> tuple[tuple[float, float], np.ndarray] | None:
-        """((scale, shift), background pixels) of the iterated robust fit on (N,) grid values; None when
-        degenerate (see :meth:`_align`)."""
-        fit: tuple[float, float] | None = None
+    ) -> tuple[tuple[float, float] | None, np.ndarray]:
+        """((scale, shift) or None when degenerate (see :meth:`_align`), the background pixels it ended on) of
+        the iterated robust fit on (N,) grid values."""
         for _ in range(self._cfg.fit_iterations + 1):
             if np.count_nonzero(use) < _MIN_FIT_PIXELS:
-                return None
+                return None, use
             fit = _line_fit(d[use], b[use])
             if fit is None or fit[0] <= 0:
-                return None
+                return None, use
             residual = d * fit[0] + fit[1] - b
             sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(residual[use]))), _SIGMA_FLOOR)
             use = finite & (np.abs(residual) <= self._cfg.fit_outlier_sigma * sigma)
-        if fit is None or np.count_nonzero(use) < _MIN_FIT_PIXELS:
-            return None
-        low, high = np.percentile(b[use], ROBUST_PERCENTILES)
+        if np.count_nonzero(use) < _MIN_FIT_PIXELS:
+            return None, use
+        low, high = np.percentile(b[use], _FIT_SPREAD_PERCENTILES)
         if high - low < _MIN_FIT_SPREAD:
-            return None
+            return None, use
         return fit, use
 
     def threshold_score(self, threshold: float) -> float:
