@@ -418,6 +418,10 @@ def test_clean_stop_ends_obstacle_alerts_and_keeps_a_latched_fall_for_the_next_s
             lambda ms: next((a for a in alerts_of(ms, "hall") if a["type"] == "update"), None), timeout=60
         )
         assert (reminder["id"], reminder["latched"], reminder["start"]) == (fall["id"], True, fall["start"])
+        # The measured drop survives the restart, for the user who tunes the detector after a reboot.
+        measured = {k: v for k, v in fall["evidence"].items() if k != "down_s"}
+        assert {k: v for k, v in reminder["evidence"].items() if k != "down_s"} == measured
+        assert reminder["evidence"]["down_s"] > fall["evidence"]["down_s"]
         assert "new" not in [a["type"] for a in alerts_of(rec.messages, "hall")]
         # The restarted daemon itself says ON again (a retained copy from the broker would have the retain flag).
         rec.wait_for(

@@ -49,7 +49,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 import cv2
@@ -451,6 +451,8 @@ class FallAlerts:
         self._earlier: list[AlertEvent] = []
         self._last_seq = 0
         self._restored_box: tuple[float, float, float, float] | None = None  # frozen once a frame gives the shape
+        self._restored_down_s: float | None = None  # time down saved with a latched fall, counted on from there
+        self._down_since = 0.0  # monotonic s (this run's clock) the latched fall went down
 
     def step(self, frame: FrameView) -> Step:
         earlier, self._earlier = tuple(self._earlier), []
@@ -460,6 +462,9 @@ class FallAlerts:
             box = Region(y0, y1, x0, x1, (x0 + x1) / 2, (y0 + y1) / 2, 0.0, 1.0, np.empty((0, 2), np.int32))
             self._frozen = _box_mask(box, frame.masks.shape)
         self._restored_box = None
+        if self._restored_down_s is not None:
+            self._down_since = frame.t - self._restored_down_s
+            self._restored_down_s = None
         detector = self._detector
         if detector is None:
             return Step(earlier=earlier)
@@ -502,6 +507,7 @@ class FallAlerts:
             "bbox": stats.bbox,
             "centroid": stats.centroid,
             "standing_height": detector.standing_height,
+            "evidence": None if alert.evidence is None else asdict(alert.evidence),
         }
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
@@ -517,6 +523,8 @@ class FallAlerts:
             alert = OpenAlert(str(state["id"]), float(state["start"]), float(state["last_seen"]), stats)
             alert.acknowledged = bool(state["acknowledged"])
             standing = float(state["standing_height"])
+            alert.evidence = _restored_evidence(state.get("evidence"))
+            self._restored_down_s = None if alert.evidence is None else alert.evidence.down_s
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("%s: ignoring the saved fall: %r", self._origin.camera, exc)
             return
@@ -539,6 +547,7 @@ class FallAlerts:
             stats = self._stats(region, measure, frame.masks)
             alert = self._alert = OpenAlert(self._origin.alert_id(FALL_ZONE, start), start, wall, stats)
             alert.evidence = detector.evidence(t)
+            self._down_since = detector.fell_at
             self._last_event = t
             self._frozen = _box_mask(region, frame.masks.shape)
             return (self._event("new", alert, frame.seq),), (FALL_ZONE,) if cfg.snapshot else ()
@@ -550,7 +559,7 @@ class FallAlerts:
         if evidence is not None:
             alert.evidence = evidence  # the same drop, with the time down so far
         elif alert.evidence is not None:
-            alert.evidence = replace(alert.evidence, down_s=t - detector.fell_at)
+            alert.evidence = replace(alert.evidence, down_s=t - self._down_since)
         if change == "risen":
             self._alert = None
             self._frozen = None
@@ -578,6 +587,19 @@ class FallAlerts:
             reason=reason,
             latched=type_ != "end",
         )
+
+
+def _restored_evidence(saved: object) -> FallEvidence | None:
+    """The ``FallEvidence`` of a saved fall; None when the state file has none (written by an older version).
+
+    Raises TypeError or ValueError when it is malformed."""
+    if saved is None:
+        return None
+    if not isinstance(saved, Mapping):
+        raise TypeError(f"evidence is {type(saved).__name__}, not a mapping")
+    values = {f.name: saved[f.name] for f in fields(FallEvidence)}
+    gap = values.pop("floor_gap")
+    return FallEvidence(**{k: float(v) for k, v in values.items()}, floor_gap=None if gap is None else float(gap))
 
 
 def _box_mask(region: Region, shape: tuple[int, int]) -> np.ndarray:
