@@ -226,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera", required=True, help="name of the camera in the config")
     parser.add_argument("--seconds", type=_positive_float, required=True, help="how long to record (camera time)")
     parser.add_argument("-o", "--out", type=Path, required=True, help="the recording to write (.npz)")
-    parser.add_argument("--no-images", action="store_true", help="store black images (depth only; see --help)")
+    parser.add_argument(
+        "--no-images",
+        action="store_true",
+        help="store black images (depth only): the replaying camera needs alerts.health.enabled: false",
+    )
     return parser
 
 
