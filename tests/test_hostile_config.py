@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from edge_depth.config.document import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+from edge_depth.config.substitution import MAX_CREDENTIAL_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERA = "cameras:\n  - name: cam\n    source: 0\n"
@@ -252,3 +254,26 @@ def test_a_substituted_value_is_checked_like_a_written_one(tmp_path: Path) -> No
     line = one_line(check_config(path, env={"EVIL_HOST": "broker\nFAKE ok: 1 camera"}))
 
     assert line.startswith(f"{path}:2: mqtt.host: must not contain control characters")
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (os.mkfifo, "it is a named pipe (FIFO), not a regular file"),
+        (lambda path: path.symlink_to("/dev/zero"), "it is a character device, not a regular file"),
+        (lambda path: path.write_bytes(b"x" * (MAX_CREDENTIAL_BYTES + 1)), f"larger than {MAX_CREDENTIAL_BYTES} bytes"),
+        (lambda path: path.write_bytes(b"\xff\xfe"), "not UTF-8 text"),
+    ],
+    ids=["fifo", "dev-zero", "huge", "binary"],
+)
+def test_a_credential_that_is_no_small_text_file_is_refused_at_once(
+    tmp_path: Path, make: Callable[[Path], object], reason: str
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    make(credentials / "mqtt_password")
+    path = write(tmp_path, "mqtt:\n  password: ${credential:mqtt_password}\n" + CAMERA)
+
+    line = one_line(check_config(path, env={"CREDENTIALS_DIRECTORY": str(credentials)}))
+
+    assert line == f"{path}:2: mqtt.password: cannot read credential 'mqtt_password': {reason}"

@@ -121,37 +121,63 @@ _FILE_KINDS = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, refused unless it is a regular file of at most MAX_FILE_BYTES."""
+class UnreadableFileError(Exception):
+    """A file that ``read_regular_file`` refused or could not read; ``str()`` is the one-line reason.
+
+    ``missing``: there is no such file. ``too_large``: it is over the limit.
+    """
+
+    def __init__(self, reason: str, *, missing: bool = False, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.missing = missing
+        self.too_large = too_large
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes; UnreadableFileError otherwise."""
     try:
         # O_NONBLOCK: opening a FIFO without a writer returns at once (a plain open would wait forever), and
         # fstat on the open descriptor says what was opened, with no race against a swapped path.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError as error:
+        raise UnreadableFileError(error.strerror or str(error), missing=True) from None
     except OSError as error:
-        raise ConfigError([f"{path}: cannot read the file: {error.strerror or error}"]) from None
+        raise UnreadableFileError(error.strerror or str(error)) from None
     except ValueError:  # a NUL in the path
-        raise ConfigError([f"{path}: cannot read the file: the path contains a NUL character"]) from None
+        raise UnreadableFileError("the path contains a NUL character") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-            raise ConfigError([f"{path}: cannot read the file: it is {kind}, not a regular file"])
+            raise UnreadableFileError(f"it is {kind}, not a regular file")
         chunks: list[bytes] = []
         size = 0
         # Read to one byte past the limit rather than trusting st_size: the file may grow while being read.
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
     except OSError as error:
-        raise ConfigError([f"{path}: cannot read the file: {error.strerror or error}"]) from None
+        raise UnreadableFileError(error.strerror or str(error)) from None
     finally:
         os.close(fd)
-    if size > MAX_FILE_BYTES:
-        raise ConfigError([f"{path}: the file is larger than {MAX_FILE_BYTES} bytes: not a configuration file"])
+    if size > limit:
+        raise UnreadableFileError(f"larger than {limit} bytes", too_large=True)
     return b"".join(chunks)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The configuration file's bytes, refused unless it is a regular file of at most MAX_FILE_BYTES."""
+    try:
+        return read_regular_file(path, MAX_FILE_BYTES)
+    except UnreadableFileError as error:
+        if error.too_large:
+            raise ConfigError(
+                [f"{path}: the file is larger than {MAX_FILE_BYTES} bytes: not a configuration file"]
+            ) from None
+        raise ConfigError([f"{path}: cannot read the file: {error}"]) from None
 
 
 def _check_top_level(path: Path, data: Any) -> None:

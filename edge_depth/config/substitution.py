@@ -11,12 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge_depth.config.document import Document, Loc
+from edge_depth.config.document import Document, Loc, UnreadableFileError, read_regular_file
 from edge_depth.config.errors import ConfigError
 
 _REFERENCE = re.compile(r"\$(\$|\{(?P<body>[^}]*)\}|\{)")
 _ENV_NAME = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 _CREDENTIAL_NAME = re.compile(r"credential:(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)")
+# A password or a token: far below this. The bound keeps a mistaken path (a FIFO, a device, a log) from hanging
+# or filling the start-up.
+MAX_CREDENTIAL_BYTES = 64 * 1024
 
 
 class _SubstitutionError(Exception):
@@ -77,10 +80,16 @@ def _read_credential(name: str, env: Mapping[str, str]) -> str:
         raise _SubstitutionError(
             f"credential '{name}' needs $CREDENTIALS_DIRECTORY (set by systemd's LoadCredential=), which is not set"
         )
+    path = Path(directory) / name
     try:
-        return (Path(directory) / name).read_text(encoding="utf-8").rstrip("\r\n")
-    except FileNotFoundError:
-        raise _SubstitutionError(f"credential '{name}' not found: no file '{name}' in $CREDENTIALS_DIRECTORY") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-        raise _SubstitutionError(f"cannot read credential '{name}': {reason}") from None
+        raw = read_regular_file(path, MAX_CREDENTIAL_BYTES)
+    except UnreadableFileError as error:
+        if error.missing:
+            raise _SubstitutionError(
+                f"credential '{name}' not found: no file '{name}' in $CREDENTIALS_DIRECTORY"
+            ) from None
+        raise _SubstitutionError(f"cannot read credential '{name}': {error}") from None
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise _SubstitutionError(f"cannot read credential '{name}': not UTF-8 text") from None
