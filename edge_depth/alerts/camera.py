@@ -95,7 +95,7 @@ class CameraAlerts:
         self.camera = camera
         self.mode = cfg.reference.mode
         path = None if state_dir is None else state_dir / f"{camera}.baseline.npy"
-        self._reference: Reference = make_reference(cfg.reference, path)
+        self._reference: Reference = make_reference(cfg.reference, path, camera)
         self.unit = self._reference.unit
         self.zones = tuple(ZoneSpec(z.name, tuple(z.polygon)) for z in cfg.zones)
         self._masks = MaskCache(self.zones, [e.polygon for e in cfg.exclusions])

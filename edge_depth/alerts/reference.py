@@ -230,9 +230,10 @@ class BaselineReference:
 
     unit = "baseline"
 
-    def __init__(self, cfg: BaselineConfig, path: Path | None = None) -> None:
+    def __init__(self, cfg: BaselineConfig, path: Path | None = None, camera: str = "") -> None:
         self._cfg = cfg
         self._path = path
+        self._camera = camera  # for log lines
         self._baseline: np.ndarray | None = None
         self._changed_for: np.ndarray | None = None  # (H, W) float32 s each pixel has stayed changed
         self._background_grid: np.ndarray | None = None  # last frame's background, subsampled
@@ -305,7 +306,12 @@ class BaselineReference:
     def measure(self, depth: np.ndarray, t: float) -> Measure | None:
         baseline = self._baseline
         if baseline is not None and baseline.shape != depth.shape:
-            log.warning("baseline shape %s does not match depth %s: learning again", baseline.shape, depth.shape)
+            log.warning(
+                "%s: the baseline's shape %s does not match depth %s (the camera's resolution changed): learning again",
+                self._camera or "camera",
+                baseline.shape,
+                depth.shape,
+            )
             self.reset()
             baseline = None
         if baseline is None:
@@ -624,13 +630,13 @@ class MetricReference:
             return np.where(scores > 0, 1.0 / scores, np.inf)
 
 
-def make_reference(cfg: ReferenceConfig, baseline_path: Path | None = None) -> Reference:
-    """The reference object for a camera's ``reference`` config section."""
+def make_reference(cfg: ReferenceConfig, baseline_path: Path | None = None, camera: str = "") -> Reference:
+    """The reference object for ``camera``'s ``reference`` config section."""
     if cfg.mode == "relative":
         return RelativeReference(cfg.relative)
     if cfg.mode == "metric":
         return MetricReference(cfg.metric)
-    return BaselineReference(cfg.baseline, baseline_path)
+    return BaselineReference(cfg.baseline, baseline_path, camera)
 
 
 def nearest(reference: Reference, scores: np.ndarray, flat: np.ndarray, fraction: float) -> float | None:
