@@ -60,7 +60,7 @@ from edge_depth.alerts.kinds import Entity, FrameView, Step
 from edge_depth.alerts.reference import Measure, Reference, nearest
 from edge_depth.alerts.zones import ZoneMasks
 from edge_depth.config.alerts import FALL_ZONE, CameraAlertsConfig, FallConfig
-from edge_depth.depthstats import GRID_STRIDE, grid
+from edge_depth.depthstats import GRID_STRIDE, grid, median_of
 
 _STAY_DOWN_FACTOR = 0.8  # hysteresis: once down, every "down" threshold is 1 / 0.8 looser
 _RISEN_HEIGHT = 0.7
@@ -133,18 +133,27 @@ def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = 
     opened = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(opened, connectivity=8)
     gh, gw = opened.shape
+    areas = stats[:, cv2.CC_STAT_AREA]
+    kept = [label for label in range(1, count) if areas[label] >= min_area * gh * gw]
+    if not kept:
+        return []
+    # Every region's cells from one pass over the grid rather than one scan per label: the labelled cells in
+    # row-major order, grouped by label (a stable sort keeps each region's cells row-major, as argwhere gives).
+    rows, cols = np.nonzero(labels)
+    order = np.argsort(labels[rows, cols], kind="stable")
+    every = np.stack((rows[order], cols[order]), axis=1).astype(np.int32)
+    ends = np.cumsum(areas[1:count])
     found = []
-    for label in range(1, count):
+    for label in kept:
         x, y, w, h, area = (int(v) for v in stats[label])
-        if area < min_area * gh * gw:
-            continue
-        cells = np.argwhere(labels == label).astype(np.int32)
+        end = int(ends[label - 1])
+        cells = every[end - area : end]
         top_gap = math.nan
         if score is not None:
-            top = cells[cells[:, 0] < y + max(1, round(_TOP_ROWS * h))]
+            top = cells[: int(np.searchsorted(cells[:, 0], y + max(1, round(_TOP_ROWS * h))))]
             values = score[top[:, 0], top[:, 1]]
             values = values[np.isfinite(values)]
-            top_gap = float(np.median(values)) if values.size else math.nan
+            top_gap = float(median_of(values)) if values.size else math.nan
         cx, cy = centroids[label]
         found.append(
             Region(

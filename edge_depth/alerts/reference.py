@@ -51,7 +51,7 @@ from edge_depth.config.alerts import (
     ReferencePoint,
     RelativeConfig,
 )
-from edge_depth.depthstats import ROBUST_PERCENTILES, grid, robust_range
+from edge_depth.depthstats import ROBUST_PERCENTILES, grid, median_of, percentiles_of, robust_range
 
 log = logging.getLogger(__name__)
 _IMAGE_NDIM = 2  # a saved baseline is one (H, W) map
@@ -371,7 +371,7 @@ class BaselineReference:
         scale = self._last_fit[0]
         if np.count_nonzero(background) < _MIN_FIT_PIXELS:
             return self._last_fit
-        return scale, float(np.median(b[background] - scale * d[background]))
+        return scale, float(median_of(b[background] - scale * d[background]))
 
     def _robust_fit(
         self, d: np.ndarray, b: np.ndarray, finite: np.ndarray, use: np.ndarray
@@ -385,11 +385,11 @@ class BaselineReference:
             if fit is None or fit[0] <= 0:
                 return None, use
             residual = d * fit[0] + fit[1] - b
-            sigma = max(_MAD_TO_SIGMA * float(np.median(np.abs(residual[use]))), _SIGMA_FLOOR)
+            sigma = max(_MAD_TO_SIGMA * float(median_of(np.abs(residual[use]))), _SIGMA_FLOOR)
             use = finite & (np.abs(residual) <= self._cfg.fit_outlier_sigma * sigma)
         if np.count_nonzero(use) < _MIN_FIT_PIXELS:
             return None, use
-        low, high = np.percentile(b[use], _FIT_SPREAD_PERCENTILES)
+        low, high = percentiles_of(b[use], _FIT_SPREAD_PERCENTILES)
         if high - low < _MIN_FIT_SPREAD:
             return None, use
         return fit, use
