@@ -3,6 +3,7 @@ during the start, SIGHUP/SIGUSR1, a camera frozen mid-stream. Real daemon, real 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -233,3 +234,17 @@ def test_a_frame_given_again_by_the_decoder_is_not_progress() -> None:
     cap = _HeldDecoder([40.0, 80.0, 80.0, 80.0, 120.0, 0.0, 0.0])
     seen = [CameraReader._repeated(session, cap) for _ in range(7)]  # type: ignore[arg-type]
     assert seen == [False, False, True, True, False, False, False]  # no timestamps (0): never a repeat
+
+
+def test_a_timestamp_that_never_moves_is_not_taken_for_a_frozen_source(caplog: pytest.LogCaptureFixture) -> None:
+    """A backend reporting one constant position for every frame of a live stream: after more repeats than a
+    decoder can hold, frames count as new again (otherwise the stall watchdog would cut a working camera)."""
+    session = _Session(0.0)
+    cap = _HeldDecoder([500.0] * 100)
+    with caplog.at_level(logging.INFO, logger="edge_depth.capture.reader"):
+        seen = [CameraReader._repeated(session, cap, "porch") for _ in range(100)]  # type: ignore[arg-type]
+    held = seen.index(False, 1)
+    assert seen[0] is False and all(seen[1:held]) and not any(seen[held:]), seen
+    assert 8 <= held <= 64, f"{held - 1} repeats were taken for held frames"
+    said = [r.getMessage() for r in caplog.records if "porch" in r.getMessage()]
+    assert said == ["camera porch: the decoder's timestamp stays at 500 ms; every frame counts as new"]

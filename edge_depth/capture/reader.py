@@ -50,6 +50,10 @@ HISTORY_S = 3600.0  # reconnects and stalls are reported over the last hour
 _DELIVERED_WINDOW_S = 10.0  # delivered frames are counted over this window: several even at a low fps_limit
 _DELIVERED_MIN_S = 2.0  # no delivered rate before the camera has been online this long
 _MAX_SOURCE_FPS = 240.0  # what a source reports above this is a time base, not a frame rate
+# A decoder gives back at most its reorder and threading depth of held frames (a few; 16 at most for H.264):
+# a timestamp that stands still longer is a backend's constant, not a frozen source.
+_MAX_HELD_FRAMES = 32
+_FRAME_COUNT_SLACK = 2  # frames a container's count may be off by (rounded durations), or 1 %
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,16 @@ class _Outcome:
     error: str | None = None
 
 
+def _cut_short(cap: cv2.VideoCapture) -> str | None:
+    """At the end of a file: why it ended early when its header promises more frames than it had (a copy cut
+    short by a full disk or a crash); None when it ended where it said it would."""
+    read, promised = int(cap.get(cv2.CAP_PROP_POS_FRAMES)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    # Containers round their frame count: only a clear shortfall is a cut.
+    if promised <= 0 or promised - read <= max(_FRAME_COUNT_SLACK, promised // 100):
+        return None
+    return f"after {read} of {promised} frames: the file is truncated (cut short)"
+
+
 class _Session:
     """One open-read cycle of a source, shared by its I/O thread and the supervisor."""
 
@@ -109,7 +123,10 @@ class _Session:
         self.frames = 0
         self.last_progress = now  # clock() of the start, the open, or the latest decoded frame
         self.last_position = -1.0  # the decoder's timestamp (ms) of the latest frame, to spot frames given again
+        self.repeats = 0  # frames in a row with the same timestamp
+        self.clock_unusable = False  # the timestamp stood still too long to mean a held frame
         self.waiting_for_consumer = False
+        self.cut_short_said = False
 
     def finish(self, outcome: _Outcome) -> None:
         self.outcome = outcome
@@ -285,8 +302,11 @@ class CameraReader:
             if outcome.kind == "stopped":
                 return
             if outcome.kind == "ended":
-                log.info("camera %s: end of %s", self._name, self._source.display)
-                self._set_state("ended")
+                if outcome.error:
+                    log.warning("camera %s: %s", self._name, outcome.error)
+                else:
+                    log.info("camera %s: end of %s", self._name, self._source.display)
+                self._set_state("ended", outcome.error)
                 return
             if session.frames:
                 delay = self._cfg.reconnect.initial_s  # frames flowed: the source works again
@@ -358,6 +378,7 @@ class CameraReader:
 
     def _read_frames(self, cap: cv2.VideoCapture, session: _Session) -> _Outcome:
         is_file = self._source.kind == "file"
+        shown = self._source.display
         pace = 1.0 / self._file_fps(cap) if is_file and self._cfg.realtime else 0.0
         block = is_file and not self._cfg.realtime
         limit = 1.0 / self._cfg.fps_limit if self._cfg.fps_limit else 0.0
@@ -374,15 +395,19 @@ class CameraReader:
             ok, image = (cap.grab(), None) if limit else cap.read()
             if session.abandoned.is_set():
                 break
-            if not ok:
-                if is_file and session.frames and self._cfg.loop and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            if not ok and is_file and session.frames:
+                short = _cut_short(cap)
+                if self._cfg.loop and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                    if short and not session.cut_short_said:
+                        session.cut_short_said = True  # once, not at every pass
+                        log.warning("camera %s: %s ends %s; looping over what it has", self._name, shown, short)
                     continue
-                if is_file and session.frames:
-                    return _Outcome("ended")
+                return _Outcome("ended", None if short is None else f"end of {shown} {short}")
+            if not ok:
                 why = read_failure_reason(self._source, session.last_progress) or "stream ended or read failed"
                 return _Outcome("failed", f"no frame from {self._source.display} ({why})")
             now = self._clock()
-            if not is_file and self._repeated(session, cap):
+            if not is_file and self._repeated(session, cap, self._name):
                 continue  # the decoder gave a frame again: no progress (the stall watchdog must not be fed)
             self._count_frame(session, now)
             if limit:
@@ -399,12 +424,21 @@ class CameraReader:
         return _Outcome("stopped")
 
     @staticmethod
-    def _repeated(session: _Session, cap: cv2.VideoCapture) -> bool:
+    def _repeated(session: _Session, cap: cv2.VideoCapture, camera: str = "camera") -> bool:
         """The frame just read has the timestamp of the one before: a frame held by the decoder of a source that
-        froze, not a new one. A source without timestamps (0) never counts as repeating."""
+        froze, not a new one. A source without timestamps (0) never counts as repeating, nor one whose
+        timestamp stands still for more frames than a decoder holds (a backend that reports a constant): for
+        the rest of the session its frames count as new."""
+        if session.clock_unusable:
+            return False
         position = float(cap.get(cv2.CAP_PROP_POS_MSEC))
         repeated = position > 0 and position == session.last_position
         session.last_position = position
+        session.repeats = session.repeats + 1 if repeated else 0
+        if session.repeats > _MAX_HELD_FRAMES:
+            session.clock_unusable = True
+            log.info("camera %s: the decoder's timestamp stays at %.0f ms; every frame counts as new", camera, position)
+            return False
         return repeated
 
     def _file_fps(self, cap: cv2.VideoCapture) -> float:

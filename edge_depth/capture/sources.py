@@ -123,8 +123,25 @@ def open_source(cfg: CameraConfig) -> cv2.VideoCapture:
     if reason is None and source.kind == "stream" and waited >= 0.9 * cfg.open_timeout_s:
         reason = f"timed out after {waited:.1f} s"  # FFmpeg gives up silently when its interrupt callback fires
     if source.kind == "file" and reason in (None, "no video stream"):
-        reason = "not a video file OpenCV can decode"
+        reason = _unreadable_file(str(source.target), said)
     raise SourceError(f"cannot open {source.kind} {source.display}" + (f": {reason}" if reason else ""))
+
+
+_INCOMPLETE_MP4 = "incomplete file (no index: cut short, or still being written)"
+
+
+def _unreadable_file(path: str, said: list[str]) -> str:
+    """Why a file OpenCV could not open is no video: an MP4 begun (its ``ftyp`` box is there) whose index, the
+    ``moov`` box written last unless the file was made for streaming, never came; or not a video at all."""
+    if any("moov atom not found" in line for line in said):
+        try:
+            with open(path, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            head = b""
+        if head[4:8] == b"ftyp":
+            return _INCOMPLETE_MP4
+    return "not a video file OpenCV can decode"
 
 
 def _open_device(source: Source, _cfg: CameraConfig) -> cv2.VideoCapture:
