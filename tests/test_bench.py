@@ -78,6 +78,12 @@ def test_short_bench_prints_and_writes_every_row(
 
     targets = {t["name"] for t in result["targets"]}
     assert any(f"1 camera >= {TARGET_PIPELINE_VS_RAW} x raw THROUGHPUT" in t for t in targets)
+    vs_raw = next(
+        t for t in result["targets"] if t["name"].endswith(f"1 camera >= {TARGET_PIPELINE_VS_RAW} x raw THROUGHPUT")
+    )
+    # The figure says how far decoding on the same cores lets the pipeline come at most.
+    ceiling = re.search(r"at most (\d\.\d\d) with decoding on these cores", vs_raw["figure"])
+    assert ceiling and 0 < float(ceiling.group(1)) < 1, vs_raw
     assert any("own overhead <= 1 ms CPU per frame" in t for t in targets)
     assert any("x the peers' loop" in t for t in targets)
     assert any("4 RTSP cameras at 10 FPS each" in t for t in targets)
