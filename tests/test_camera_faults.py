@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def test_a_camera_that_changes_resolution_comes_back_at_its_new_shape_and_relear
         rtsp_server.stop()
         changed = RtspServer(clip_4x3, port=rtsp_server.port)
         changed.start()
+        restarted = time.monotonic()
         try:
             switched = len(rec.messages)
 
@@ -128,6 +130,7 @@ def test_a_camera_that_changes_resolution_comes_back_at_its_new_shape_and_relear
                 return any(abs((s := decode_jpeg(m.payload).shape)[1] / s[0] - 4 / 3) < 0.05 for m in maps)
 
             rec.wait_for(four_by_three, timeout=60)
+            print(f"back at 4:3 {time.monotonic() - restarted:.1f} s after the camera restarted at 640x480")
             status = rec.wait_for(
                 lambda ms: (s := statuses("street", "online")(ms)) and s["input_size"] != "256x128" and s, timeout=30
             )
