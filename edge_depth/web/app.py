@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -376,6 +377,13 @@ def create_app(  # noqa: PLR0915 -- the routes are short closures over one conso
             return {"ok": False, "errors": ["upload.yaml:1: not UTF-8 text"]}
         errors = check_text(text, section, "upload.yaml" if section == "config" else "alerts.yaml")
         return {"ok": not errors, "errors": errors}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes each bad input, which may not even be JSON (a NaN or an infinity in a
+        # drawing made its encoder fail): where and why is what a client needs.
+        problems = [{"loc": list(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])} for e in exc.errors()]
+        return JSONResponse({"detail": problems}, HTTPStatus.UNPROCESSABLE_ENTITY)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_depth.config.alerts import CameraAlertsConfig, ReferenceMode
 from edge_depth.config.document import Document, read_document
@@ -63,25 +63,31 @@ def _validate(doc: Document) -> list[str]:
     return []
 
 
-class DrawnZone(BaseModel):
+class _Drawn(BaseModel):
+    # A coordinate or a distance of NaN or infinity has no place in YAML the schema can check: refused (422)
+    # like any other malformed drawing.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class DrawnZone(_Drawn):
     name: str = Field(..., max_length=64, description="Zone id (lower case, digits, '-', '_').")
     polygon: list[tuple[float, float]] = Field(..., max_length=64, description="Normalised [x, y] corners.")
     enter: float | None = Field(None, description="Zone threshold in the reference mode's unit; default if null.")
 
 
-class DrawnExclusion(BaseModel):
+class DrawnExclusion(_Drawn):
     name: str = Field(..., max_length=64, description="Label, e.g. 'bed'.")
     polygon: list[tuple[float, float]] = Field(..., max_length=64, description="Normalised [x, y] corners.")
 
 
-class DrawnPoint(BaseModel):
+class DrawnPoint(_Drawn):
     x: float = Field(..., description="Normalised horizontal position.")
     y: float = Field(..., description="Normalised vertical position.")
     distance_m: float = Field(..., description="True distance from the camera (m).")
     name: str | None = Field(None, max_length=64, description="Label, e.g. 'door frame'.")
 
 
-class Drawing(BaseModel):
+class Drawing(_Drawn):
     """What the zone editor drew for one camera; the schema checks it once it is YAML."""
 
     mode: ReferenceMode | None = Field(None, description="Reference mode; the camera's own when null.")
