@@ -10,6 +10,8 @@ TORCH_INDEX ?=
 MODELS ?= models
 CONFIG ?= config/edge-depth.yaml
 PYTEST_ARGS ?=
+# `make soak`: how long the soak under faults runs (s).
+SOAK_S ?= 3600
 # `make model`: the official weights are downloaded unless WEIGHTS= (a local .pt) or ONNX= (model-small.onnx) is
 # given; IRs that exist are kept unless FORCE=1.
 WEIGHTS ?=
@@ -21,7 +23,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 ACCELERATORS ?=
 
-.PHONY: help install model run test lint bench clean install-service
+.PHONY: help install model run test soak lint bench clean install-service
 
 help:
 	@echo "make install   virtual environment in $(VENV) with runtime, conversion (torch CPU, NNCF) and dev tools"
@@ -29,6 +31,8 @@ help:
 	@echo "               WEIGHTS=file.pt or ONNX=model-small.onnx to convert local weights, FORCE=1 to redo"
 	@echo "make run       install, convert the model if missing, run the daemon with $(CONFIG) (broker: localhost:1883)"
 	@echo "make test      the test suite (needs mosquitto, ffmpeg and GStreamer's RTSP server: see .ci/run)"
+	@echo "make soak      the daemon for an hour under broker and RTSP restarts; RSS, threads and open files must stay"
+	@echo "               flat (make test runs it for 10 minutes; SOAK_S=seconds to change)"
 	@echo "make lint      ruff, mypy (package and tests) and the import contracts (lint-imports)"
 	@echo "make bench     benchmark command (edge-depth bench)"
 	@echo "make install-service   (as root) runtime-only install under $(PREFIX)/lib/edge-depth, config in"
@@ -60,6 +64,9 @@ $(MODELS)/midas_small_int8.xml:
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+soak: install
+	EDGE_DEPTH_SOAK_S=$(SOAK_S) $(PY) -m pytest tests/test_soak.py -s $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ and ``convert`` is the only command that needs torch.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -92,8 +93,31 @@ class _EarlySignals:
             self.pending.add(sig)
 
 
+# glibc's mallopt parameter for the number of malloc arenas (M_ARENA_MAX in malloc.h).
+_M_ARENA_MAX = -8
+_MALLOC_ARENAS = 2
+
+
+def _limit_malloc_arenas() -> None:
+    """At most two malloc arenas, as the systemd unit's MALLOC_ARENA_MAX sets, however the daemon is started.
+
+    Every camera reconnect starts new threads (a capture session, FFmpeg's decoder threads) whose frame buffers
+    land in whichever arena is free, and what is freed there mostly stays resident: with glibc's default of 8
+    arenas per core, RSS climbed by about 10 % over ten minutes of camera restarts; with two it stays flat. Must
+    run before threads start. An explicit MALLOC_ARENA_MAX wins, and a C library without mallopt is left alone.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, _MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        return
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     early = _EarlySignals()  # before the heavy imports: a SIGTERM during the start is a clean stop
+    _limit_malloc_arenas()
     # FFmpeg's warnings carry the reasons a camera fails ("HTTP error 401 Unauthorized"); OpenCV shows only its
     # errors unless told. Read when cv2 is first imported, so before anything below imports it.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24")

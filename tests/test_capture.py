@@ -18,7 +18,7 @@ import pytest
 
 from edge_depth.capture.hub import FrameHub
 from edge_depth.capture.reader import CameraReader, CaptureState
-from edge_depth.capture.sources import Source, SourceError, explain, open_source
+from edge_depth.capture.sources import Source, SourceError, explain, open_source, open_turn
 from edge_depth.config import CameraConfig
 from edge_depth.frames import Frame
 from tests.support.rtsp import RtspServer
@@ -456,3 +456,36 @@ def test_unreachable_rtsp_url_never_shows_its_password(
 def test_ffmpeg_messages_become_reasons(lines: list[str], reason: str | None) -> None:
     explained = explain(lines)
     assert explained == reason or (reason is not None and explained is not None and explained.startswith(reason))
+
+
+def test_an_abandoned_open_leaves_the_queue_for_the_open_turn() -> None:
+    """Opens take turns (OpenCV's FFmpeg backend opens one capture at a time). An attempt its reader gave up on
+    while it waited must not open a capture nobody reads, holding every other camera back by a whole timeout."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hung_open() -> None:
+        with open_turn(threading.Event()) as turn:
+            assert turn
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hung_open)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        given_up, answers = threading.Event(), []
+
+        def queued() -> None:
+            with open_turn(given_up) as turn:
+                answers.append(turn)
+
+        waiter = threading.Thread(target=queued)
+        waiter.start()
+        given_up.set()
+        waiter.join(STOP_WITHIN_S)
+        assert not waiter.is_alive() and answers == [False], "the abandoned attempt left the queue"
+    finally:
+        release.set()
+        holder.join(10)
+    with open_turn(threading.Event()) as turn:
+        assert turn, "the turn is free again"

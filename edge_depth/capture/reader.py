@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from edge_depth.capture.hub import FrameHub
-from edge_depth.capture.sources import Source, SourceError, one_line, open_source, read_failure_reason
+from edge_depth.capture.sources import Source, SourceError, one_line, open_source, open_turn, read_failure_reason
 from edge_depth.config.schema import CameraConfig
 from edge_depth.frames import Frame
 
@@ -360,7 +360,11 @@ class CameraReader:
 
     def _run_session(self, session: _Session) -> None:
         try:
-            cap = open_source(self._cfg)
+            with open_turn(session.abandoned) as turn:
+                if not turn:
+                    session.finish(_Outcome("stopped"))
+                    return
+                cap = open_source(self._cfg)
         except SourceError as exc:
             session.finish(_Outcome("failed", str(exc)))
             return

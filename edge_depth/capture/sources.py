@@ -10,7 +10,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,30 @@ def explain(lines: list[str]) -> str | None:
 # OpenCV's FFmpeg backend opens one capture at a time (a lock of its own, measured: an open queued behind a
 # hung one waits for its timeout). Taking that turn explicitly costs nothing more, and makes everything FFmpeg
 # prints during an open that open's own: its messages rarely name the URL ("method DESCRIBE failed: 404").
-# It also guards OPENCV_FFMPEG_CAPTURE_OPTIONS, which is process-wide and read at open.
-_open_turn = threading.Lock()
+# It also guards OPENCV_FFMPEG_CAPTURE_OPTIONS, which is process-wide and read at open. Reentrant: a reader
+# takes the turn with ``open_turn`` (so that it can give up waiting) and ``open_source`` takes it again.
+_open_turn = threading.RLock()
+_TURN_CHECK_S = 0.2  # a wait for the open turn re-checks its give-up event this often (an Event cannot notify a lock)
+
+
+@contextmanager
+def open_turn(give_up: threading.Event) -> Iterator[bool]:
+    """Holds the open turn for the block (True), or gives up waiting for it once ``give_up`` is set (False).
+
+    With cameras that hang until their open timeout, opens queue for the turn. A reconnect attempt the reader
+    has abandoned meanwhile must leave the queue instead of opening a capture nobody reads: that open would
+    hold every other camera's open back by a whole timeout, and its thread would linger for as long.
+    """
+    taken = False
+    while not (taken or give_up.is_set()):
+        taken = _open_turn.acquire(timeout=_TURN_CHECK_S)
+    if not taken:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _open_turn.release()
 
 
 def _host_port(source: Source) -> str | None:
