@@ -99,12 +99,13 @@ _MALLOC_ARENAS = 2
 
 
 def _limit_malloc_arenas() -> None:
-    """At most two malloc arenas, as the systemd unit's MALLOC_ARENA_MAX sets, however the daemon is started.
+    """At most two malloc arenas, however the daemon is started (systemd, a container, by hand).
 
     Every camera reconnect starts new threads (a capture session, FFmpeg's decoder threads) whose frame buffers
     land in whichever arena is free, and what is freed there mostly stays resident: with glibc's default of 8
-    arenas per core, RSS climbed by about 10 % over ten minutes of camera restarts; with two it stays flat. Must
-    run before threads start. An explicit MALLOC_ARENA_MAX wins, and a C library without mallopt is left alone.
+    arenas per core, RSS climbed by about 10 % over ten minutes of camera restarts; with two it stays flat
+    (tests/test_soak.py). Must run before threads start. An explicit MALLOC_ARENA_MAX wins, and a C library
+    without mallopt is left alone.
     """
     if "MALLOC_ARENA_MAX" in os.environ:
         return

@@ -50,8 +50,8 @@ WARMUP_FAULTS = 2
 PLATEAU_SAMPLES = 3
 END_SAMPLES = 3
 # Measured over this test's ten minutes: with glibc's default malloc arenas, every camera reconnect left a few MB
-# resident, 355 -> 390 MB (+10 %) over the run and +3.5 % from the plateau to the end; with the service's
-# MALLOC_ARENA_MAX the plateau and the end differ by under 0.5 %. 2 % fails the first and lets the second pass.
+# resident, 355 -> 390 MB (+10 %) over the run and +3.5 % from the plateau to the end; with two arenas (which
+# ``edge-depth run`` sets) the plateau and the end differ by under 0.5 %. 2 % fails the first, passes the second.
 RSS_GROWTH_MAX = 0.02
 # Threads and descriptors are counts: a leak adds at least one per fault. The median of the last samples may
 # exceed the plateau by at most one, a session's I/O thread or socket caught between its end and its exit.
