@@ -94,3 +94,14 @@ def test_an_ir_converted_before_specs_were_stored_runs_as_midas(synthetic_ir_dir
     engine = DepthEngine(path, hint="LATENCY")
     assert engine.info.spec == MIDAS_V21_SMALL and engine.info.name == "midas_v21_small"
     assert engine.infer(np.zeros((128, 256, 3), np.uint8)).shape == (128, 256)
+
+
+def test_throughput_keeps_a_second_request_per_stream_and_latency_one(synthetic_ir_dir: Path) -> None:
+    # A stream whose only request still waits for its callback (the GIL) would sit idle: THROUGHPUT gets two
+    # requests per stream by default, LATENCY one, and a set number is taken as it is.
+    path = synthetic_ir_dir / "midas_small_int8.xml"
+    throughput = DepthEngine(path, hint="THROUGHPUT")
+    streams = int(throughput.compile((256, 128)).get_property("NUM_STREAMS"))
+    assert throughput.requests((256, 128)) == 2 * streams
+    assert DepthEngine(path, hint="LATENCY").requests((256, 128)) == 1
+    assert DepthEngine(path, hint="THROUGHPUT", infer_requests=3).requests((256, 128)) == 3

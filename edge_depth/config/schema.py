@@ -174,7 +174,11 @@ class ModelConfig(StrictModel):
         description="Model input 'WxH' (multiples of 32), or 'auto': longer side 256 with the camera's aspect ratio.",
     )
     infer_requests: int = Field(
-        0, ge=0, le=16, description="Parallel inference requests; 0 = OpenVINO's optimal number for the hint."
+        0,
+        ge=0,
+        le=16,
+        description="Parallel inference requests; 0 = automatic: OpenVINO's optimal number for LATENCY, twice it "
+        "for the THROUGHPUT hints (a stream then never waits for Python to take its last result).",
     )
     inference_precision: Literal["auto", "f32", "bf16", "f16"] = Field(
         "auto",

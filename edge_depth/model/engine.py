@@ -100,6 +100,17 @@ def read_model_spec(model: ov.Model, path: Path) -> ModelSpec:
         raise ModelError(f"{path}: rt_info {exc}") from None
 
 
+def _default_requests(hint: str, optimal: int) -> int:
+    """Requests to create when ``model.infer_requests`` is 0.
+
+    LATENCY: OpenVINO's optimal number (one), so that one frame at a time gets every core. THROUGHPUT hints:
+    twice it. A finished request's callback needs the GIL, which the output worker often holds; with only
+    the optimal number, the stream sits idle until the callback has run. A second request per stream starts
+    at once instead (measured on 2 cores, INT8: +3 % FPS with one camera, +6 % with four).
+    """
+    return optimal if hint == "LATENCY" else 2 * optimal
+
+
 class DepthEngine:
     """Compiles the IR per input shape and runs frames through it asynchronously.
 
@@ -193,7 +204,9 @@ class DepthEngine:
             config["INFERENCE_PRECISION_HINT"] = self._inference_precision_hint
         try:
             compiled = self._core.compile_model(model, self._device, config)
-            jobs = self._infer_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            jobs = self._infer_requests or _default_requests(
+                self._hint, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            )
             queue = ov.AsyncInferQueue(compiled, jobs)
         except (RuntimeError, ValueError, TypeError) as exc:
             raise ModelError(
