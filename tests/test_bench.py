@@ -22,6 +22,7 @@ LIVE_RUNS = ["4 RTSP cameras, 10 FPS each", "8 RTSP cameras, 10 FPS each"]
 STARTUP_RUNS = ["start-up, no compiled-model cache", "start-up, warm compiled-model cache"]
 EXPECTED_RUNS = [
     "OpenVINO alone, LATENCY",
+    "OpenVINO alone, LATENCY, 15 FPS offered",
     "OpenVINO alone, THROUGHPUT",
     "decoding alone",
     "peers' loop",
@@ -69,6 +70,12 @@ def test_short_bench_prints_and_writes_every_row(
         assert row["p50_ms"] > 0 and row["p95_ms"] >= row["p50_ms"], run
     _check_rounds(result, rows)
     assert re.search(r"inference in the pipeline p50 \d+\.\d ms", rows["1 camera, 15 FPS offered, LATENCY"]["note"])
+    # One request at a camera's pace: started 15 times a second, never faster, and compared with back to back.
+    paced = rows["OpenVINO alone, LATENCY, 15 FPS offered"]
+    assert 10 < paced["fps"] <= 15.5 and re.search(r"\d\.\d\d x back to back", paced["note"]), paced
+    assert result["details"]["raw"]["int8"]["LATENCY_PACED"]["requests"] == 1
+    latency_target = next(t for t in result["targets"] if "p50 at 15 FPS" in t["name"])
+    assert re.search(r"OpenVINO alone at this pace: \d\.\d\d\)", latency_target["figure"]), latency_target
     pipeline = result["details"]["pipeline"]["int8"]
     assert set(pipeline["4"]["per_camera_fps"]) == {"cam0", "cam1", "cam2", "cam3"}
     assert all(fps > 0 for fps in pipeline["4"]["per_camera_fps"].values())

@@ -157,7 +157,8 @@ def _window(latencies: list[float], started: float, cpu0: float) -> Window:
 @dataclass(frozen=True, slots=True)
 class RawSpec:
     """OpenVINO alone on ``model`` at ``size`` (width, height) with ``hint``, ``seconds`` per repetition;
-    ``precision`` forces INFERENCE_PRECISION_HINT (``f32``), None leaves the plugin's choice."""
+    ``precision`` forces INFERENCE_PRECISION_HINT (``f32``), None leaves the plugin's choice. ``paced_fps``: one
+    request at a time, started at this rate (a camera's pace) instead of a queue kept full."""
 
     model: str
     clip: str
@@ -166,6 +167,7 @@ class RawSpec:
     seconds: float
     repeat: int
     precision: str | None = None
+    paced_fps: float | None = None
 
 
 def raw_job(spec: RawSpec) -> RawResult:
@@ -196,6 +198,10 @@ def raw_job(spec: RawSpec) -> RawResult:
         started, cpu0 = time.perf_counter(), time.process_time()
         for i in itertools.count():
             queue.start_async(inputs[i % len(inputs)], None)
+            if spec.paced_fps:
+                # The cores idle between requests, as under a camera: what one inference costs from cold.
+                queue.wait_all()
+                time.sleep(max(0.0, started + (i + 1) / spec.paced_fps - time.perf_counter()))
             if time.perf_counter() - started >= duration:
                 break
         queue.wait_all()

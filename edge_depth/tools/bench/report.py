@@ -125,9 +125,13 @@ class RawSet:
     latency: RawResult
     throughput: RawResult
     throughput_f32: RawResult | None = None
+    paced: RawResult | None = None
+    """LATENCY with one request every 1 / OFFERED_FPS s: a single inference on cores that idle in between."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"LATENCY": asdict(self.latency), "THROUGHPUT": asdict(self.throughput)}
+        if self.paced is not None:
+            out["LATENCY_PACED"] = asdict(self.paced)
         if self.throughput_f32 is not None:
             out["THROUGHPUT_F32"] = asdict(self.throughput_f32)
         return out
@@ -256,7 +260,7 @@ def evaluate_targets(details: Details, plan: Plan, precisions: list[str]) -> lis
             )
         p50, single = details.latency[precision].p50_ms, raw.latency.p50_ms
         name = f"{precision}: p50 at {OFFERED_FPS:g} FPS <= {TARGET_LATENCY_VS_SINGLE} x single inference"
-        check(name, ratio(p50, single) + " (ms)", p50 <= TARGET_LATENCY_VS_SINGLE * single)
+        check(name, ratio(p50, single) + " (ms)" + _idle_floor(raw), p50 <= TARGET_LATENCY_VS_SINGLE * single)
     if 1 in plan.cameras and "int8" in precisions:
         int8 = details.pipeline["int8"][1].fps
         if "fp32" in precisions:
@@ -293,6 +297,14 @@ def evaluate_targets(details: Details, plan: Plan, precisions: list[str]) -> lis
             m.threads_end <= m.threads_start and m.fds_end <= m.fds_start,
         )
     return targets
+
+
+def _idle_floor(raw: RawSet) -> str:
+    """What the latency ratio is at least with no work of the daemon's own: OpenVINO alone, one request at the
+    camera's pace, over the same back to back."""
+    if raw.paced is None or not raw.latency.p50_ms:
+        return ""
+    return f" (OpenVINO alone at this pace: {raw.paced.p50_ms / raw.latency.p50_ms:.2f})"
 
 
 def _decode_ceiling(raw: RawResult, decode: LoopResult | None) -> str:

@@ -84,7 +84,7 @@ class Bench:
 
     def _count_steps(self) -> int:
         mjpeg = 1 if 1 in self.plan.cameras else 0  # the 1-camera run again, with an MJPEG viewer
-        per_model = 1 + self.plan.repeat * (3 + len(self.plan.cameras) + mjpeg) + 1
+        per_model = 2 + self.plan.repeat * (3 + len(self.plan.cameras) + mjpeg) + 1
         fp32_forced = 1 if "fp32" in self.models else 0
         # + live cameras, start-up without and with a cache, the long run, torch
         return per_model * len(self.models) + fp32_forced + len(LIVE_CAMERAS) + 2 + 1 + 1
@@ -95,9 +95,9 @@ class Bench:
 
     def run(self) -> Results:
         for precision, path in self.models.items():
-            latency, forced = self._raw(precision, path)
+            latency, forced, paced = self._raw(precision, path)
             throughput = self._throughput_rounds(precision, path, forced)
-            self.details.raw[precision] = RawSet(latency, throughput, forced)
+            self.details.raw[precision] = RawSet(latency, throughput, forced, paced)
             self._latency(precision, path, latency)
         long_precision = "int8" if "int8" in self.models else next(iter(self.models))
         self._live(long_precision, self.models[long_precision])
@@ -135,17 +135,24 @@ class Bench:
         self._show(r)
         return r
 
-    def _raw(self, precision: str, path: Path) -> tuple[RawResult, RawResult | None]:
-        """The LATENCY hint (THROUGHPUT comes with the pipeline, in rounds); real f32 for a BF16-run FP32 IR."""
+    def _raw(self, precision: str, path: Path) -> tuple[RawResult, RawResult | None, RawResult]:
+        """The LATENCY hint, back to back and at a camera's pace (THROUGHPUT comes with the pipeline, in rounds);
+        real f32 for a BF16-run FP32 IR."""
         self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, LATENCY hint")
         latency = self._raw_child(self._raw_spec(path, "LATENCY"))
         self._row(precision, "OpenVINO alone, LATENCY", latency, note=latency.note)
+        self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, LATENCY, {OFFERED_FPS:g} FPS offered")
+        paced = self._raw_child(self._raw_spec(path, "LATENCY", paced_fps=OFFERED_FPS))
+        note = f"one request every 1/{OFFERED_FPS:g} s, cores idle between: {paced.p50_ms / latency.p50_ms:.2f} x"
+        self._row(
+            precision, f"OpenVINO alone, LATENCY, {OFFERED_FPS:g} FPS offered", paced, note=note + " back to back"
+        )
         forced = None
         if precision == "fp32" and latency.inference_precision != "f32":
             # CPUs with BF16 (AVX512_BF16, AMX) run an FP32 IR in BF16 unless told otherwise: show real FP32 too.
             self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, THROUGHPUT, f32 forced")
             forced = self._raw_child(self._raw_spec(path, "THROUGHPUT", precision="f32"))
-        return latency, forced
+        return latency, forced, paced
 
     def _throughput_rounds(self, precision: str, path: Path, forced: RawResult | None) -> RawResult:
         """Raw THROUGHPUT and the pipeline in alternation, one repetition of each per round.
@@ -222,9 +229,16 @@ class Bench:
         self._show(r)
         return r
 
-    def _raw_spec(self, path: Path, hint: str, precision: str | None = None, repeat: int | None = None) -> RawSpec:
+    def _raw_spec(
+        self,
+        path: Path,
+        hint: str,
+        precision: str | None = None,
+        repeat: int | None = None,
+        paced_fps: float | None = None,
+    ) -> RawSpec:
         reps = repeat or self.plan.repeat
-        return RawSpec(str(path), self.clip, self.size, hint, self.plan.seconds, reps, precision)
+        return RawSpec(str(path), self.clip, self.size, hint, self.plan.seconds, reps, precision, paced_fps)
 
     def _raw_timeout(self) -> float:
         return 120.0 + self.plan.seconds * (self.plan.repeat + 1) * 2
