@@ -181,6 +181,27 @@ def test_missing_file_and_absent_device_name_the_culprit(tmp_path: Path) -> None
 # ------------------------------------------------------------------------------------------------ hub
 
 
+def test_decoding_takes_one_thread_unless_told_otherwise(sample_clip: Path, rtsp_server: RtspServer) -> None:
+    # One decoding thread per camera by default (the cores are the model's and the other cameras'); 0 leaves it
+    # to FFmpeg, which takes one per core; the frames are the same either way.
+    frames = {}
+    for threads in (None, 0, 3):
+        settings = {} if threads is None else {"decoder_threads": threads}
+        cap = open_source(camera("a", str(sample_clip), **settings))
+        try:
+            used = int(cap.get(cv2.CAP_PROP_N_THREADS))
+            frames[threads] = [cap.read()[1] for _ in range(5)]
+        finally:
+            cap.release()
+        assert used == {None: 1, 0: cv2.getNumberOfCPUs(), 3: 3}[threads], (threads, used)
+    assert all(np.array_equal(a, b) for a, b in zip(frames[None], frames[0], strict=True))
+    stream = open_source(rtsp_camera("b", rtsp_server.url))
+    try:
+        assert int(stream.get(cv2.CAP_PROP_N_THREADS)) == 1 and stream.read()[0]
+    finally:
+        stream.release()
+
+
 def fake_frame(camera: str, seq: int) -> Frame:
     return Frame(camera, seq, float(seq), float(seq), np.zeros((2, 2, 3), np.uint8), (2, 2))
 

@@ -177,25 +177,31 @@ def _open_device(source: Source, _cfg: CameraConfig) -> cv2.VideoCapture:
     return cv2.VideoCapture(source.target, api)
 
 
-def _ffmpeg_timeouts(cfg: CameraConfig) -> list[int]:
-    return [
+def _ffmpeg_params(cfg: CameraConfig) -> list[int]:
+    """Open and read timeouts, and the decoder's threads: one by default, because FFmpeg's own choice (one
+    per core, frame-threaded) costs more CPU per frame where the model and other cameras keep every core busy,
+    and holds each decoded frame back until the other threads' frames are done."""
+    params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         round(cfg.open_timeout_s * 1000),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
         round(cfg.read_timeout_s * 1000),
     ]
+    if cfg.decoder_threads:
+        params += [cv2.CAP_PROP_N_THREADS, cfg.decoder_threads]
+    return params
 
 
 def _open_stream(source: Source, cfg: CameraConfig) -> cv2.VideoCapture:
     """FFmpeg with open/read timeouts and ``cfg.rtsp_transport`` (TCP by default: it survives lossy links)."""
     os.environ[_FFMPEG_OPTIONS_VAR] = f"rtsp_transport;{cfg.rtsp_transport}"  # read at open, under _open_turn
-    return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, _ffmpeg_timeouts(cfg))
+    return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, _ffmpeg_params(cfg))
 
 
 def _open_file(source: Source, cfg: CameraConfig) -> cv2.VideoCapture:
     if not Path(str(source.target)).is_file():
         raise SourceError(f"video file not found: {source.display}")
-    return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, _ffmpeg_timeouts(cfg))
+    return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG, _ffmpeg_params(cfg))
 
 
 _OPENERS: dict[SourceKind, Callable[[Source, CameraConfig], cv2.VideoCapture]] = {

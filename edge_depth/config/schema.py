@@ -255,6 +255,14 @@ class CameraConfig(StrictModel):
         None, gt=0, le=240, description="Process at most this many frames per second; unlimited when unset."
     )
     rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport; TCP survives lossy links.")
+    decoder_threads: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="FFmpeg decoding threads for a stream or file. 1 (least CPU per frame, no frame held back "
+        "for the other threads) suits cameras that share the cores; 0 lets FFmpeg use one per core, for a "
+        "camera one core cannot decode at its frame rate (4K on a low-power CPU).",
+    )
     open_timeout_s: Seconds = Field(10.0, description="Give up opening the source after this long (s).")
     read_timeout_s: Seconds = Field(10.0, description="Give up a single blocking read after this long (s).")
     stall_timeout_s: Seconds = Field(

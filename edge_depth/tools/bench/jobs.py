@@ -668,7 +668,9 @@ def peers_job(spec: LoopSpec) -> LoopResult:
     compiled = core.compile_model(model, "CPU")
     output = compiled.output(0)
     resize = Resizer(fixed_size=spec.size)
-    cap = _open_clip(spec.clip)
+    # OpenCV's defaults, as the notebook opens it (FFmpeg decodes on every core, in the background of the
+    # synchronous inference): the daemon's decoder settings are the daemon's, not the peers'.
+    cap = cv2.VideoCapture(spec.clip, cv2.CAP_FFMPEG)
     count = itertools.count()
     src_w, src_h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     out_size = (max(1, round(spec.heatmap_height * src_w / src_h)), spec.heatmap_height)
