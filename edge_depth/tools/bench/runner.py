@@ -61,6 +61,8 @@ from edge_depth.tools.bench.results import (
 _MAX_HEATMAP_HZ = 30.0  # the config's bound of heatmap.rate_hz
 MJPEG_COST_PCT = 2.0  # what a console viewer may cost the pipeline
 _MIN_HEATMAP_HZ = 0.2
+# The pipeline's speed over raw THROUGHPUT assumed in a first round, before one was measured (for heatmap rates).
+_FIRST_ROUND_VS_RAW = 0.7
 
 
 class Bench:
@@ -178,19 +180,38 @@ class Bench:
             peers_rounds.append(peers)
             # The model's and the decoder's CPU per frame in this round: what the pipeline adds is its own.
             base_ms = cpu_ms_per_frame(r.cpu_pct, r.fps) + cpu_ms_per_frame(d.cpu_pct, d.fps)
+            heatmap_hz: dict[int, float] = {}
             for n in self.plan.cameras:
                 label = f"pipeline, {n} camera{'s' if n > 1 else ''}"
                 self._progress(f"{precision} {size}: round {k}/{self.plan.repeat}, {label}, max speed")
-                spec = self._spec(path, n, heatmap_hz=self._heatmap_hz(r.fps, n))
+                # Every 5th frame as in the peers' loop, at the speed the pipeline had in the previous round.
+                expected = pipe_rounds[n][-1].fps if pipe_rounds[n] else r.fps * _FIRST_ROUND_VS_RAW
+                heatmap_hz[n] = self._heatmap_hz(expected, n)
+                spec = self._spec(path, n, heatmap_hz=heatmap_hz[n])
                 p = self._pipeline_child(spec)
                 own = cpu_ms_per_frame(p.cpu_pct, p.fps) - base_ms
                 pipe_rounds[n].append(replace(p, vs_raw=p.fps / r.fps, own_ms=own, vs_peers=p.fps / peers.fps))
             if 1 in self.plan.cameras:
                 self._progress(f"{precision} {size}: round {k}/{self.plan.repeat}, pipeline, 1 camera + MJPEG viewer")
-                spec = replace(self._spec(path, 1, heatmap_hz=self._heatmap_hz(r.fps, 1)), mjpeg_clients=1)
+                spec = replace(self._spec(path, 1, heatmap_hz=heatmap_hz[1]), mjpeg_clients=1)
                 v = self._pipeline_child(spec)
                 # Paired with this round's plain 1-camera run: the viewer's cost as a fraction of its FPS.
                 mjpeg_rounds.append(replace(v, vs_raw=v.fps / r.fps, vs_peers=v.fps / pipe_rounds[1][-1].fps))
+        return self._throughput_rows(
+            precision, forced, raw_rounds, decode_rounds, peers_rounds, pipe_rounds, mjpeg_rounds
+        )
+
+    def _throughput_rows(
+        self,
+        precision: str,
+        forced: RawResult | None,
+        raw_rounds: list[RawResult],
+        decode_rounds: list[LoopResult],
+        peers_rounds: list[LoopResult],
+        pipe_rounds: dict[int, list[PipelineResult]],
+        mjpeg_rounds: list[PipelineResult],
+    ) -> RawResult:
+        """The rows of the rounds (medians of their runs); returns raw THROUGHPUT's."""
         throughput = combine_raw(raw_rounds)
         self._row(precision, "OpenVINO alone, THROUGHPUT", throughput, note=throughput.note)
         if forced is not None:
