@@ -44,6 +44,15 @@ def bridge_is(state: bytes) -> Callable[[list[Received]], bool]:
     return check
 
 
+def got(payload: bytes) -> Callable[[list[Received]], bool]:
+    """``payload`` has arrived (the last alert sent: the bridge keeps order, so all before it have too)."""
+
+    def check(messages: list[Received]) -> bool:
+        return any(m.payload == payload for m in messages)
+
+    return check
+
+
 def test_the_shipped_config_is_a_persistent_bridge_with_queues() -> None:
     directives = [line.split()[0] for line in SHIPPED.read_text().splitlines() if line and not line.startswith("#")]
     for needed in ("persistence", "autosave_interval", "max_queued_messages", "max_queued_bytes", "connection"):
@@ -53,7 +62,7 @@ def test_the_shipped_config_is_a_persistent_bridge_with_queues() -> None:
     assert "topic edge-depth-BOX/+/alert out 1" in SHIPPED.read_text()
 
 
-def test_every_alert_crosses_a_cut_bridge_in_order_and_once(make_broker: BrokerFactory) -> None:
+def test_every_alert_crosses_a_cut_bridge_in_order(make_broker: BrokerFactory) -> None:
     central = make_broker(persistent=True)
     box = box_broker(make_broker, central)
     topics = Topics(PREFIX)
@@ -100,9 +109,9 @@ def test_every_alert_crosses_a_cut_bridge_in_order_and_once(make_broker: BrokerF
         central.start()
         box_sys.wait_for(bridge_is(b"1"))
         after = dashboard()
-        after.wait_for(lambda ms: len(ms) >= len(published) - 6, timeout=3 * DEADLINE_S)
+        after.wait_for(got(published[-1]), timeout=3 * DEADLINE_S)
         fire(3)  # after the outage, live again
-        after.wait_for(lambda ms: len(ms) >= len(published) - 6)
+        after.wait_for(got(published[-1]))
     finally:
         publisher.stop(timeout=1)
         before.close()
@@ -110,5 +119,11 @@ def test_every_alert_crosses_a_cut_bridge_in_order_and_once(make_broker: BrokerF
             after.close()
         box_sys.close()
     assert after is not None
-    received = [m.payload for m in before.on(alert) + after.on(alert)]
-    assert received == published  # every one, in order, none twice
+    assert [m.payload for m in before.on(alert)] == published[:6]
+    # QoS 1 delivers at least once: an alert that reached the centre just before the cut, but whose acknowledgement
+    # had not reached the box yet, is sent again once the link is back. Only those come twice (the last of the six
+    # sent before the cut), and they come first; every alert of the outage arrives once, in order.
+    later = [m.payload for m in after.on(alert)]
+    again = len(later) - len(published[6:])
+    assert 0 <= again <= 6 and later[:again] == published[6 - again : 6], later[: again + 1]
+    assert later[again:] == published[6:]
