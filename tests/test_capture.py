@@ -178,9 +178,6 @@ def test_missing_file_and_absent_device_name_the_culprit(tmp_path: Path) -> None
         open_source(camera("a", 63))
 
 
-# ------------------------------------------------------------------------------------------------ hub
-
-
 def test_decoding_takes_one_thread_unless_told_otherwise(sample_clip: Path, rtsp_server: RtspServer) -> None:
     # One decoding thread per camera by default (the cores are the model's and the other cameras'); 0 leaves it
     # to FFmpeg, which takes one per core; the frames are the same either way.
@@ -200,6 +197,9 @@ def test_decoding_takes_one_thread_unless_told_otherwise(sample_clip: Path, rtsp
         assert int(stream.get(cv2.CAP_PROP_N_THREADS)) == 1 and stream.read()[0]
     finally:
         stream.release()
+
+
+# ------------------------------------------------------------------------------------------------ hub
 
 
 def fake_frame(camera: str, seq: int) -> Frame:

@@ -145,10 +145,9 @@ class Bench:
         self._row(precision, "OpenVINO alone, LATENCY", latency, note=latency.note)
         self._progress(f"{precision} {self.results.input_size}: OpenVINO alone, LATENCY, {OFFERED_FPS:g} FPS offered")
         paced = self._raw_child(self._raw_spec(path, "LATENCY", paced_fps=OFFERED_FPS))
-        note = f"one request every 1/{OFFERED_FPS:g} s, cores idle between: {paced.p50_ms / latency.p50_ms:.2f} x"
-        self._row(
-            precision, f"OpenVINO alone, LATENCY, {OFFERED_FPS:g} FPS offered", paced, note=note + " back to back"
-        )
+        slower = paced.p50_ms / latency.p50_ms
+        note = f"one request every 1/{OFFERED_FPS:g} s, cores idle between: {slower:.2f} x back to back"
+        self._row(precision, f"OpenVINO alone, LATENCY, {OFFERED_FPS:g} FPS offered", paced, note=note)
         forced = None
         if precision == "fp32" and latency.inference_precision != "f32":
             # CPUs with BF16 (AVX512_BF16, AMX) run an FP32 IR in BF16 unless told otherwise: show real FP32 too.
