@@ -146,3 +146,19 @@ def test_a_passer_by_neither_ends_a_fall_nor_reads_as_one() -> None:
     result = run(combine(transition(LYING, 10.0, 0.7, 0), walk), 22)
     assert result.types(kind="fall") == ["new"]
     assert result.changes("fall") == [True]
+
+
+def test_a_camera_at_full_speed_sees_the_same_fall() -> None:
+    """Windows are in seconds, not frames: at 60 fps (a file read at full speed holds four times the history of
+    a 15 fps camera in every window) the same fall is confirmed as fast, with the same measured drop."""
+    timeline = transition(LYING, 10.0, 0.7, 0)
+    slow_run = run(timeline, 14)
+    slow = slow_run.events(kind="fall")
+    fast_run = replay(alerts(), frames(load_scene(SCENE), timeline, duration_s=14, fps=60.0))
+    fast = fast_run.events(kind="fall")
+    assert [e.type for e in slow] == [e.type for e in fast] == ["new"]
+    slow_evidence, fast_evidence = slow[0].payload()["evidence"], fast[0].payload()["evidence"]
+    assert isinstance(slow_evidence, dict) and isinstance(fast_evidence, dict)
+    assert abs(fast_evidence["drop"] - slow_evidence["drop"]) <= 0.05
+    assert abs(fast_evidence["drop_speed"] - slow_evidence["drop_speed"]) <= 0.2 * slow_evidence["drop_speed"]
+    assert abs(fast_run.time_of(fast[0]) - slow_run.time_of(slow[0])) <= 0.2

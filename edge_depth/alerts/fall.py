@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -60,7 +60,7 @@ from edge_depth.alerts.kinds import Entity, FrameView, Step
 from edge_depth.alerts.reference import Measure, Reference, nearest
 from edge_depth.alerts.zones import ZoneMasks
 from edge_depth.config.alerts import FALL_ZONE, CameraAlertsConfig, FallConfig
-from edge_depth.depthstats import GRID_STRIDE, grid, median_of
+from edge_depth.depthstats import GRID_STRIDE, grid
 
 _STAY_DOWN_FACTOR = 0.8  # hysteresis: once down, every "down" threshold is 1 / 0.8 looser
 _RISEN_HEIGHT = 0.7
@@ -134,27 +134,23 @@ def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = 
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(opened, connectivity=8)
     gh, gw = opened.shape
     areas = stats[:, cv2.CC_STAT_AREA]
-    kept = [label for label in range(1, count) if areas[label] >= min_area * gh * gw]
-    if not kept:
+    kept = np.flatnonzero(areas[1:] >= min_area * gh * gw) + 1
+    if not kept.size:
         return []
     # Every region's cells from one pass over the grid rather than one scan per label: the labelled cells in
     # row-major order, grouped by label (a stable sort keeps each region's cells row-major, as argwhere gives).
     rows, cols = np.nonzero(labels)
-    order = np.argsort(labels[rows, cols], kind="stable")
+    owner = labels[rows, cols]
+    order = np.argsort(owner, kind="stable")
     every = np.stack((rows[order], cols[order]), axis=1).astype(np.int32)
-    ends = np.cumsum(areas[1:count])
+    ends = np.cumsum(areas[1:count]).tolist()
+    boxes = stats[kept].tolist()
+    gaps = _top_gaps(every, owner[order], kept, stats, score) if score is not None else [math.nan] * len(boxes)
     found = []
-    for label in kept:
-        x, y, w, h, area = (int(v) for v in stats[label])
-        end = int(ends[label - 1])
-        cells = every[end - area : end]
-        top_gap = math.nan
-        if score is not None:
-            top = cells[: int(np.searchsorted(cells[:, 0], y + max(1, round(_TOP_ROWS * h))))]
-            values = score[top[:, 0], top[:, 1]]
-            values = values[np.isfinite(values)]
-            top_gap = float(median_of(values)) if values.size else math.nan
-        cx, cy = centroids[label]
+    for label, (x, y, w, h, area), top_gap, (cx, cy) in zip(
+        kept.tolist(), boxes, gaps, centroids[kept].tolist(), strict=True
+    ):
+        end = ends[label - 1]
         found.append(
             Region(
                 top=y / gh,
@@ -165,12 +161,44 @@ def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = 
                 cy=(cy + 0.5) / gh,
                 area=area / (gh * gw),
                 aspect=w / h,
-                cells=cells,
+                cells=every[end - area : end],
                 top_gap=top_gap,
             )
         )
     found.sort(key=lambda r: -r.area)
     return found
+
+
+def _top_gaps(
+    every: np.ndarray, owner: np.ndarray, kept: np.ndarray, stats: np.ndarray, score: np.ndarray
+) -> list[float]:
+    """The top gap of each kept region, in ``kept`` order: the median of the finite ``score`` values of its
+    cells in the top ``_TOP_ROWS`` of its rows (at least one row); NaN where there are none.
+
+    ``every``: (N, 2) int32 (row, column) of all labelled cells, grouped by label, row-major within a label;
+    ``owner``: (N,) int32 their labels; ``kept``: (K,) labels; ``stats``: OpenCV's (count, 5) int32 statistics.
+    All regions at once (a few NumPy calls rather than a few per region): the median is the one
+    :func:`~edge_depth.depthstats.median_of` gives, the middle value, or the float32 mean of the two middle ones.
+    """
+    top_rows = np.maximum(1, np.rint(_TOP_ROWS * stats[:, cv2.CC_STAT_HEIGHT])).astype(np.int64)
+    cutoff = stats[:, cv2.CC_STAT_TOP] + top_rows  # per label: first row below its top rows
+    wanted = np.zeros(len(stats), bool)
+    wanted[kept] = True
+    rows, cols = every[:, 0], every[:, 1]
+    values = score[rows, cols]
+    use = (rows < cutoff[owner]) & np.isfinite(values) & wanted[owner]
+    owner, values = owner[use], values[use]
+    # Sorted by label, then value: each region's values form one sorted run.
+    order = np.lexsort((values, owner))
+    owner, values = owner[order], values[order]
+    counts = np.bincount(owner, minlength=len(stats))[kept]
+    starts = np.searchsorted(owner, kept)
+    half = counts // 2
+    upper = values[np.minimum(starts + half, len(values) - 1)] if len(values) else np.zeros(len(kept), np.float32)
+    lower = values[np.maximum(starts + half - 1, 0)] if len(values) else upper
+    even = (upper + lower) / upper.dtype.type(2)  # np.mean of the two middle values, in their own dtype
+    median = np.where(counts % 2 == 1, upper, even)
+    return [float(m) if n else math.nan for m, n in zip(median.tolist(), counts.tolist(), strict=True)]
 
 
 def main_region(foreground: np.ndarray, min_area: float) -> Region | None:
@@ -179,16 +207,47 @@ def main_region(foreground: np.ndarray, min_area: float) -> Region | None:
     return found[0] if found else None
 
 
-@dataclass(slots=True)
 class _Track:
-    """One region followed across frames: its recent (monotonic s, region) history and when it was last seen."""
+    """One region followed across frames: its recent (monotonic s, region) history, when it was last seen, and
+    the highest point of that history, kept as the history moves (at a file's full speed the history holds
+    hundreds of frames, and every frame asks for its highest point)."""
 
-    history: deque[tuple[float, Region]]
-    last_seen: float
+    __slots__ = ("_highs", "box", "history", "last_seen")
+
+    def __init__(self, history: Iterable[tuple[float, Region]], t: float) -> None:
+        self.history: deque[tuple[float, Region]] = deque()
+        self.last_seen = t
+        self.box: tuple[float, ...] = ()  # the latest region's (top, bottom, left, right, cx, cy), for _pairs
+        # Candidates for the highest point: tops strictly rising from the front, so the front is the earliest of
+        # the highest (what ``min`` over the history by top would give).
+        self._highs: deque[tuple[float, Region]] = deque()
+        for item in history:
+            self.add(item)
 
     @property
     def region(self) -> Region:
         return self.history[-1][1]
+
+    @property
+    def highest(self) -> tuple[float, Region]:
+        """The (monotonic s, region) of the history with the smallest top, the earliest of equals."""
+        return self._highs[0]
+
+    def add(self, item: tuple[float, Region]) -> None:
+        """Append a (monotonic s, region) seen after every item of the history."""
+        top = item[1].top
+        while self._highs and self._highs[-1][1].top > top:
+            self._highs.pop()
+        self._highs.append(item)
+        self.history.append(item)
+        self.box = _box(item[1])
+
+    def forget_before(self, horizon: float) -> None:
+        """Drop the items older than monotonic ``horizon`` (s), always keeping the latest."""
+        history, highs = self.history, self._highs
+        while len(history) > 1 and history[0][0] < horizon:
+            if highs[0] is history.popleft():
+                highs.popleft()
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,37 +377,28 @@ class FallDetector:
 
     def _associate(self, t: float, found: Sequence[Region]) -> dict[int, Region]:
         """Continue each track with this frame's best region in its reach; returns track id -> region seen."""
-        pairs = []
-        for key, track in self._tracks.items():
-            last = track.region
-            for i, region in enumerate(found):
-                if last.in_reach(region):
-                    distance = math.hypot(region.cx - last.cx, region.cy - last.cy)
-                    # The down or latched track chooses first: it is the one a fall depends on.
-                    pairs.append((key != self._focus, -region.iou(last), distance, key, i))
-        pairs.sort()
         seen: dict[int, Region] = {}
         taken: set[int] = set()
-        for _, _, _, key, i in pairs:
+        keys = list(self._tracks)
+        for key, i in self._pairs(keys, found):
             if key in seen or i in taken:
                 continue
             seen[key] = found[i]
             taken.add(i)
+            if len(seen) == len(keys) or len(taken) == len(found):
+                break
         parents = dict(self._tracks)
         for key, region in seen.items():
             track = self._tracks[key]
-            track.history.append((t, region))
+            track.add((t, region))
             track.last_seen = t
         for i, region in enumerate(found):
             if i in taken:
                 continue
             # A region split off a tracked one (a body seen in two parts) continues its history.
             reach = [(-region.iou(p.region), k) for k, p in parents.items() if p.region.in_reach(region)]
-            history: deque[tuple[float, Region]] = deque()
-            if reach:
-                history.extend(item for item in parents[min(reach)[1]].history if item[0] < t)
-            history.append((t, region))
-            self._tracks[self._next_id] = _Track(history, t)
+            inherited = [] if not reach else [item for item in parents[min(reach)[1]].history if item[0] < t]
+            self._tracks[self._next_id] = _Track([*inherited, (t, region)], t)
             seen[self._next_id] = region
             self._next_id += 1
         horizon = t - self._cfg.drop_window_s
@@ -357,14 +407,42 @@ class FallDetector:
             if key != self._focus and t - track.last_seen > _TRACK_LOST_S:
                 del self._tracks[key]
                 continue
-            while len(track.history) > 1 and track.history[0][0] < horizon:
-                track.history.popleft()
+            track.forget_before(horizon)
         return seen
+
+    def _pairs(self, keys: list[int], found: Sequence[Region]) -> list[tuple[int, int]]:
+        """(track id, index in ``found``) of every region in a track's reach, best first: the down or latched
+        track first (it is the one a fall depends on), then by overlap (IoU) with the track's last box, by
+        centroid distance, by track id and by index. The same arithmetic as :meth:`Region.in_reach` and
+        :meth:`Region.iou`, on every pair at once: a cluttered scene has dozens of tracks and regions."""
+        if not keys or not found:
+            return []
+        last = np.array([self._tracks[key].box for key in keys]).T[:, :, np.newaxis]  # (6, T, 1)
+        new = np.array([_box(region) for region in found]).T[:, np.newaxis, :]  # (6, 1, R)
+        (top, bottom, left, right, cx, cy), (n_top, n_bottom, n_left, n_right, n_cx, n_cy) = last, new
+        height = bottom - top
+        reach = (
+            (n_top < bottom + _REACH * height)
+            & (top - _REACH_ABOVE * height < n_bottom)
+            & (n_left < right + _REACH * height)
+            & (left - _REACH * height < n_right)
+        )
+        track, index = np.nonzero(reach)
+        if not track.size:
+            return []
+        inter = np.maximum(np.minimum(n_bottom, bottom) - np.maximum(n_top, top), 0.0) * np.maximum(
+            np.minimum(n_right, right) - np.maximum(n_left, left), 0.0
+        )
+        union = (n_bottom - n_top) * (n_right - n_left) + height * (right - left) - inter
+        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)[track, index]
+        distance = np.hypot(n_cx - cx, n_cy - cy)[track, index]
+        ids = np.array(keys)[track]
+        order = np.lexsort((index, ids, distance, -iou, ids != self._focus))
+        return list(zip(ids[order].tolist(), index[order].tolist(), strict=True))
 
     def _onset(self, t: float, track: _Track, region: Region) -> _Drop | None:
         cfg = self._cfg
-        recent = [(ts, r) for ts, r in track.history if ts >= t - cfg.drop_window_s]
-        start, standing = min(recent, key=lambda item: item[1].top)
+        start, standing = track.highest  # the history holds exactly the drop window (see _associate)
         height = standing.height
         if height <= 0 or not self._down(region, standing, 1.0):
             return None
@@ -373,7 +451,7 @@ class FallDetector:
             return None
         if self._standing_again(standing, region):
             return None
-        speed = _drop_speed([(ts, r.top) for ts, r in recent if ts >= start]) / height
+        speed = _drop_speed([(ts, r.top) for ts, r in track.history if ts >= start]) / height
         if speed < cfg.min_drop_speed:
             return None
         return _Drop(standing, speed, drop, region.aspect, region.height / height, _floor_gap(region, standing))
@@ -419,15 +497,18 @@ def _drop_speed(tops: Sequence[tuple[float, float]]) -> float:
     (t0, top0), (t1, top1) = tops[0], tops[-1]
     if t1 - t0 <= _SPEED_SPAN_S:
         return (top1 - top0) / max(t1 - t0, 1e-3)
-    best = 0.0
-    for i, (ta, a) in enumerate(tops):
-        for tb, b in tops[i + 1 :]:
-            span = tb - ta
-            if span > _SPEED_SPAN_S + 1e-6:
-                break
-            if span >= _SPEED_SPAN_S / 2:
-                best = max(best, (b - a) / span)
-    return best
+    # Every pair at once: a drop seen at a file's full speed has hundreds of samples.
+    times, heights = np.array(tops).T
+    span = times[np.newaxis, :] - times[:, np.newaxis]  # [i, j]: from sample i to a later sample j
+    pairs = np.triu(span >= _SPEED_SPAN_S / 2, k=1) & (span <= _SPEED_SPAN_S + 1e-6)
+    if not pairs.any():
+        return 0.0
+    rates = (heights[np.newaxis, :] - heights[:, np.newaxis])[pairs] / span[pairs]
+    return max(0.0, float(rates.max()))
+
+
+def _box(region: Region) -> tuple[float, float, float, float, float, float]:
+    return region.top, region.bottom, region.left, region.right, region.cx, region.cy
 
 
 def _floor_gap(region: Region, standing: Region) -> float | None:
