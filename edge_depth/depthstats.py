@@ -36,9 +36,9 @@ def robust_range(depth: np.ndarray, percentiles: tuple[float, float] = ROBUST_PE
 
 def percentiles_of(values: np.ndarray, percentiles: Sequence[float]) -> list[np.float64]:
     """``np.percentile(values, percentiles)`` (linear method) to the last bit for finite ``values`` (NumPy's NaN
-    propagation is not reproduced), in a quarter of the time for a few percentiles of a small array: one
-    partition, then NumPy's own interpolation step per percentile. Per frame these run several times per camera,
-    where NumPy's general path costs more than the partition itself."""
+    propagation is not reproduced), in a quarter of the time for a few percentiles of a small array: the ranks
+    the percentiles fall between are found once, then NumPy's own interpolation step runs per percentile. Per
+    frame these run several times per camera, where NumPy's general path costs more than the ranking itself."""
     flat = values.ravel()
     last = flat.size - 1
     spots = []
@@ -46,7 +46,10 @@ def percentiles_of(values: np.ndarray, percentiles: Sequence[float]) -> list[np.
         virtual = p / 100.0 * last
         lo = math.floor(virtual)
         spots.append((lo, min(lo + 1, last), np.float64(virtual - lo)))
-    ranked = np.partition(flat, sorted({i for lo, hi, _ in spots for i in (lo, hi)}))
+    ranks = sorted({i for lo, hi, _ in spots for i in (lo, hi)})
+    # A partition around one rank is NumPy's vectorised selection; around several it falls back to a scalar
+    # introselect that costs more than a full (vectorised) sort of a few thousand values. Both rank alike.
+    ranked = np.partition(flat, ranks[0]) if len(ranks) == 1 else np.sort(flat)
     out = []
     for lo, hi, t in spots:
         a, b = ranked[lo], ranked[hi]
@@ -57,16 +60,22 @@ def percentiles_of(values: np.ndarray, percentiles: Sequence[float]) -> list[np.
 
 
 def median_of(values: np.ndarray) -> np.floating:
-    """``np.median(values)`` to the last bit for finite ``values``, without NumPy's general path (which costs
-    more than the partition itself for the few hundred values a region or a fit has)."""
+    """``np.median(values)`` to the last bit for finite float32 or float64 ``values``, without NumPy's general
+    path (which costs more than the partition itself for the few hundred values a region or a fit has)."""
     flat = values.ravel()
     n = flat.size
     if n == 0:
         return np.float64(math.nan)
     half = n // 2
+    # One partition around the upper middle (vectorised; one around both middles is not): everything below
+    # it is no larger, so the lower middle is the largest of those.
+    ranked = np.partition(flat, half)
+    upper: np.floating = ranked[half]
     if n % 2:
-        middle: np.floating = np.partition(flat, half)[half]
-        return middle
-    ranked = np.partition(flat, (half - 1, half))
-    mean: np.floating = np.mean(ranked[half - 1 : half + 1])  # NumPy's own mean of the two middle values
+        return upper
+    lower: np.floating = ranked[:half].max()
+    # NumPy's mean of the two middle values: their sum in the values' dtype, divided by the count as an intp
+    # (which promotes to float64), cast back. Its sum adds to a +0.0 start: two negative zeros give +0.0.
+    total = lower + (upper + 0)
+    mean: np.floating = total.dtype.type(total / np.intp(2))
     return mean
