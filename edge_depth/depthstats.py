@@ -74,8 +74,9 @@ def median_of(values: np.ndarray) -> np.floating:
     if n % 2:
         return upper
     lower: np.floating = ranked[:half].max()
-    # NumPy's mean of the two middle values: their sum in the values' dtype, divided by the count as an intp
-    # (which promotes to float64), cast back. Its sum adds to a +0.0 start: two negative zeros give +0.0.
+    # NumPy's mean of the two middle values: their sum in the values' dtype (a sum that adds to a +0.0 start:
+    # two negative zeros give +0.0), divided by the count in float64 (np.mean divides by an intp, which
+    # promotes to float64; Python's division is the same operation, faster), cast back.
     total = lower + (upper + 0)
-    mean: np.floating = total.dtype.type(total / np.intp(2))
+    mean: np.floating = total.dtype.type(float(total) / 2)
     return mean

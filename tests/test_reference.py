@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_depth.alerts.camera import CameraAlerts
-from edge_depth.alerts.reference import BaselineReference, MetricReference, RelativeReference
+from edge_depth.alerts.reference import BaselineReference, MetricReference, RelativeReference, _mean
 from edge_depth.config.alerts import (
     BaselineConfig,
     CameraAlertsConfig,
@@ -300,3 +300,12 @@ def test_a_person_leaving_only_a_flat_wall_as_background_is_seen_whole_and_the_f
         assert measure is not None and measure.foreground is not None
         after.append(float(measure.foreground.mean()))
     assert max(after) < 0.01, f"foreground left behind: {after}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fits_mean_is_numpys_mean_to_the_last_bit(dtype: type[np.floating]) -> None:
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 8, 9, 127, 128, 129, 1627, 2048, 3072):
+        for values in (rng.normal(5.0, 3.0, n), rng.random(n) * 1e-30, rng.standard_cauchy(n) * 1e30):
+            x = values.astype(dtype)
+            assert np.float64(_mean(x)).tobytes() == np.float64(x.mean()).tobytes()

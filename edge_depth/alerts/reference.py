@@ -214,9 +214,19 @@ def _explained(line: tuple[float, float], x: np.ndarray, y: np.ndarray) -> float
     return 1.0 - float(np.sum((line[0] * x + line[1] - y) ** 2)) / total
 
 
+def _mean(values: np.ndarray) -> float:
+    """``float(values.mean())`` to the last bit for a float32 or float64 array, without np.mean's overhead
+    (which costs more than the sum itself for a fit's few thousand values): NumPy's own sum, divided by the
+    count in float64 (np.mean divides by an intp, which promotes to float64), cast back to the values' dtype.
+    The division is Python's: the same IEEE float64 operation without a NumPy scalar's slow mixed-type path."""
+    total = np.add.reduce(values, axis=None)
+    return float(total.dtype.type(float(total) / values.size))
+
+
 def _line_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float] | None:
-    """Least-squares (slope, intercept) of y = slope * x + intercept; None when x has no spread."""
-    mx, my = float(x.mean()), float(y.mean())
+    """Least-squares (slope, intercept) of y = slope * x + intercept for (N,) float32 or float64 ``x`` and
+    ``y`` (N >= 1); None when x has no spread."""
+    mx, my = _mean(x), _mean(y)
     dx = x - mx
     var = float(np.dot(dx, dx))
     if not var > 0:
@@ -321,7 +331,11 @@ class BaselineReference:
         if fit is None:
             return None
         scale, shift = fit
-        score = depth * np.float32(scale) + np.float32(shift) - baseline
+        # depth * scale + shift - baseline, in place in one new array: the same float32 operations without two
+        # full-frame temporaries.
+        score = depth * np.float32(scale)
+        score += np.float32(shift)
+        score -= baseline
         return Measure(score, score >= np.float32(self._cfg.foreground))
 
     def _learn(self, depth: np.ndarray, t: float) -> None:
@@ -379,14 +393,16 @@ class BaselineReference:
         """((scale, shift) or None when degenerate (see :meth:`_align`), the background pixels it ended on) of
         the iterated robust fit on (N,) grid values."""
         for _ in range(self._cfg.fit_iterations + 1):
-            if np.count_nonzero(use) < _MIN_FIT_PIXELS:
+            # The indices once, then gathers: cheaper than a boolean mask applied to each array in turn.
+            (kept,) = use.nonzero()
+            if kept.size < _MIN_FIT_PIXELS:
                 return None, use
-            fit = _line_fit(d[use], b[use])
+            fit = _line_fit(d[kept], b[kept])
             if fit is None or fit[0] <= 0:
                 return None, use
-            residual = d * fit[0] + fit[1] - b
-            sigma = max(_MAD_TO_SIGMA * float(median_of(np.abs(residual[use]))), _SIGMA_FLOOR)
-            use = finite & (np.abs(residual) <= self._cfg.fit_outlier_sigma * sigma)
+            deviation = np.abs(d * fit[0] + fit[1] - b)  # (N,) float32, |residual| of every pixel
+            sigma = max(_MAD_TO_SIGMA * float(median_of(deviation[kept])), _SIGMA_FLOOR)
+            use = finite & (deviation <= self._cfg.fit_outlier_sigma * sigma)
         if np.count_nonzero(use) < _MIN_FIT_PIXELS:
             return None, use
         low, high = percentiles_of(b[use], _FIT_SPREAD_PERCENTILES)
