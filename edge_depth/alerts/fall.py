@@ -88,9 +88,9 @@ _MIN_SAMPLES = 2  # a speed needs two positions
 @dataclass(frozen=True, slots=True)
 class Region:
     """A foreground region. Coordinates normalised (0..1, y down); ``area``: fraction of the image;
-    ``aspect``: width / height in pixels; ``cells``: (N, 2) int32 (row, column) of its cells on the 4x grid;
-    ``top_gap``: median score (how much nearer than the baseline, baseline-range units) of its cells in the
-    top fifth of its rows, NaN when unmeasured.
+    ``aspect``: width / height in pixels; ``labels``: the (h, w) int32 label grid of its frame on the 4x grid,
+    where its cells are ``label``; ``top_gap``: median score (how much nearer than the baseline, baseline-range
+    units) of its cells in the top fifth of its rows, NaN when unmeasured.
     """
 
     top: float
@@ -101,12 +101,19 @@ class Region:
     cy: float
     area: float
     aspect: float
-    cells: np.ndarray = field(compare=False, repr=False)
+    labels: np.ndarray = field(compare=False, repr=False)
+    label: int = 1
     top_gap: float = math.nan
 
     @property
     def height(self) -> float:
         return self.bottom - self.top
+
+    @property
+    def cells(self) -> np.ndarray:
+        """(N, 2) int32 (row, column) of its cells on the 4x grid, row-major. Found when asked for: only the
+        region of a confirmed fall needs them, and finding them for every region of every frame costs more."""
+        return np.argwhere(self.labels == self.label).astype(np.int32)
 
     def overlaps(self, top: float, bottom: float, left: float, right: float) -> bool:
         """Its box intersects the box (top, bottom, left, right), normalised."""
@@ -131,63 +138,51 @@ def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = 
     """The 8-connected regions of an (h, w) bool grid after a 3x3 opening, of at least ``min_area`` of the
     grid, largest first. ``score``: (h, w) float32 scores on the same grid for the regions' ``top_gap``."""
     opened = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats(opened, connectivity=8)
     gh, gw = opened.shape
-    areas = stats[:, cv2.CC_STAT_AREA]
-    kept = np.flatnonzero(areas[1:] >= min_area * gh * gw) + 1
+    kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area * gh * gw) + 1
     if not kept.size:
         return []
-    # Every region's cells from one pass over the grid rather than one scan per label: the labelled cells in
-    # row-major order, grouped by label (a stable sort keeps each region's cells row-major, as argwhere gives).
-    rows, cols = np.nonzero(labels)
-    owner = labels[rows, cols]
-    order = np.argsort(owner, kind="stable")
-    every = np.stack((rows[order], cols[order]), axis=1).astype(np.int32)
-    ends = np.cumsum(areas[1:count]).tolist()
     boxes = stats[kept].tolist()
-    gaps = _top_gaps(every, owner[order], kept, stats, score) if score is not None else [math.nan] * len(boxes)
-    found = []
-    for label, (x, y, w, h, area), top_gap, (cx, cy) in zip(
-        kept.tolist(), boxes, gaps, centroids[kept].tolist(), strict=True
-    ):
-        end = ends[label - 1]
-        found.append(
-            Region(
-                top=y / gh,
-                bottom=(y + h) / gh,
-                left=x / gw,
-                right=(x + w) / gw,
-                cx=(cx + 0.5) / gw,
-                cy=(cy + 0.5) / gh,
-                area=area / (gh * gw),
-                aspect=w / h,
-                cells=every[end - area : end],
-                top_gap=top_gap,
-            )
+    gaps = _top_gaps(labels, kept, stats, score) if score is not None else [math.nan] * len(boxes)
+    found = [
+        Region(
+            top=y / gh,
+            bottom=(y + h) / gh,
+            left=x / gw,
+            right=(x + w) / gw,
+            cx=(cx + 0.5) / gw,
+            cy=(cy + 0.5) / gh,
+            area=area / (gh * gw),
+            aspect=w / h,
+            labels=labels,
+            label=label,
+            top_gap=top_gap,
         )
+        for label, (x, y, w, h, area), top_gap, (cx, cy) in zip(
+            kept.tolist(), boxes, gaps, centroids[kept].tolist(), strict=True
+        )
+    ]
     found.sort(key=lambda r: -r.area)
     return found
 
 
-def _top_gaps(
-    every: np.ndarray, owner: np.ndarray, kept: np.ndarray, stats: np.ndarray, score: np.ndarray
-) -> list[float]:
+def _top_gaps(labels: np.ndarray, kept: np.ndarray, stats: np.ndarray, score: np.ndarray) -> list[float]:
     """The top gap of each kept region, in ``kept`` order: the median of the finite ``score`` values of its
     cells in the top ``_TOP_ROWS`` of its rows (at least one row); NaN where there are none.
 
-    ``every``: (N, 2) int32 (row, column) of all labelled cells, grouped by label, row-major within a label;
-    ``owner``: (N,) int32 their labels; ``kept``: (K,) labels; ``stats``: OpenCV's (count, 5) int32 statistics.
+    ``labels``: (h, w) int32 label grid; ``kept``: (K,) labels; ``stats``: OpenCV's (count, 5) int32 statistics.
     All regions at once (a few NumPy calls rather than a few per region): the median is the one
     :func:`~edge_depth.depthstats.median_of` gives, the middle value, or the float32 mean of the two middle ones.
     """
-    top_rows = np.maximum(1, np.rint(_TOP_ROWS * stats[:, cv2.CC_STAT_HEIGHT])).astype(np.int64)
-    cutoff = stats[:, cv2.CC_STAT_TOP] + top_rows  # per label: first row below its top rows
     wanted = np.zeros(len(stats), bool)
     wanted[kept] = True
-    rows, cols = every[:, 0], every[:, 1]
-    values = score[rows, cols]
-    use = (rows < cutoff[owner]) & np.isfinite(values) & wanted[owner]
-    owner, values = owner[use], values[use]
+    top_rows = np.maximum(1, np.rint(_TOP_ROWS * stats[:, cv2.CC_STAT_HEIGHT])).astype(np.int64)
+    below = stats[:, cv2.CC_STAT_TOP] + top_rows  # per label: first row under its top rows
+    rows, cols = np.nonzero(wanted[labels] & (np.arange(labels.shape[0])[:, np.newaxis] < below[labels]))
+    owner, values = labels[rows, cols], score[rows, cols]
+    finite = np.isfinite(values)
+    owner, values = owner[finite], values[finite]
     # Sorted by label, then value: each region's values form one sorted run.
     order = np.lexsort((values, owner))
     owner, values = owner[order], values[order]
@@ -549,7 +544,7 @@ class FallAlerts:
         self._last_seq = frame.seq
         if self._restored_box is not None and self._alert is not None:
             x0, y0, x1, y1 = self._restored_box
-            box = Region(y0, y1, x0, x1, (x0 + x1) / 2, (y0 + y1) / 2, 0.0, 1.0, np.empty((0, 2), np.int32))
+            box = Region(y0, y1, x0, x1, (x0 + x1) / 2, (y0 + y1) / 2, 0.0, 1.0, np.zeros((0, 0), np.int32))
             self._frozen = _box_mask(box, frame.masks.shape)
         self._restored_box = None
         if self._restored_down_s is not None:
