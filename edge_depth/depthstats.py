@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +33,33 @@ def robust_range(depth: np.ndarray, percentiles: tuple[float, float] = ROBUST_PE
         return float("nan"), float("nan")
     low, high = percentiles_of(values, percentiles)
     return float(low), float(high)
+
+
+@dataclass(frozen=True, slots=True)
+class GridStats:
+    """The figures of one (H, W) float32 depth map's grid that several stages need in every frame (heatmap
+    colours, depth health): computed once per frame by :func:`grid_stats` and handed to each.
+
+    ``size``: values on the grid. ``finite``: how many of them are finite. ``low``, ``high``: the robust range
+    of the finite ones, as :func:`robust_range` gives it (relative inverse depth, the model's unit); NaN when
+    none is finite.
+    """
+
+    size: int
+    finite: int
+    low: float
+    high: float
+
+
+def grid_stats(depth: np.ndarray) -> GridStats:
+    """:class:`GridStats` of a (H, W) float32 depth map (not empty)."""
+    sample = grid(depth)
+    finite = np.isfinite(sample)
+    count = int(np.count_nonzero(finite))
+    if count == 0:
+        return GridStats(sample.size, 0, math.nan, math.nan)
+    low, high = percentiles_of(sample if count == sample.size else sample[finite], ROBUST_PERCENTILES)
+    return GridStats(sample.size, count, float(low), float(high))
 
 
 def percentiles_of(values: np.ndarray, percentiles: Sequence[float]) -> list[np.float64]:

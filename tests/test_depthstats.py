@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_depth.depthstats import median_of, percentiles_of
+from edge_depth.depthstats import GridStats, grid, grid_stats, median_of, percentiles_of, robust_range
 
 
 def _samples(dtype: type[np.floating]) -> list[np.ndarray]:
@@ -45,3 +45,16 @@ def test_percentiles_of_is_numpys_percentile(dtype: type[np.floating], percentil
 
 def test_median_of_nothing_is_nan() -> None:
     assert np.isnan(median_of(np.array([], np.float32)))
+
+
+@pytest.mark.parametrize("invalid", [0.0, 0.3, 0.999, 1.0])
+def test_grid_stats_are_the_grids_counts_and_robust_range(invalid: float) -> None:
+    rng = np.random.default_rng(5)
+    depth = rng.normal(500, 80, (130, 254)).astype(np.float32)  # sides not multiples of the grid's stride
+    depth[rng.random(depth.shape) < invalid] = np.nan
+    stats = grid_stats(depth)
+    finite = int(np.count_nonzero(np.isfinite(grid(depth))))
+    low, high = robust_range(depth)
+    assert (stats.size, stats.finite) == (grid(depth).size, finite)
+    assert np.array_equal([stats.low, stats.high], [low, high], equal_nan=True)
+    assert isinstance(stats, GridStats) and (finite > 0) == (stats.low <= stats.high)

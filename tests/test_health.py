@@ -11,6 +11,7 @@ import pytest
 from edge_depth.alerts.camera import CameraAlerts
 from edge_depth.alerts.health import HealthMonitor
 from edge_depth.config.alerts import CameraAlertsConfig, HealthConfig
+from edge_depth.depthstats import grid_stats
 from tests.support.scenes import T0_MONO, Box, Run, frames, keyframes, load_scene, replay
 
 SCENE = "nyu_00122"
@@ -106,3 +107,18 @@ def test_each_kind_of_unreliable_view_has_its_reason(
     for i in range(3):
         back = monitor.update(scene.image, normal, (7 + i) / 15)
     assert back.reliable and back.reason is None
+
+
+def test_the_callers_grid_stats_give_the_same_verdicts() -> None:
+    """CameraOutput computes the frame's grid statistics once for the heatmap and the health: the same health."""
+    scene = load_scene(SCENE)
+    rng = np.random.default_rng(4)
+    normal = scene.inverse * np.float32(800)
+    flat = np.float32(300) + rng.standard_normal(normal.shape, dtype=np.float32)
+    holes = normal.copy()
+    holes[rng.random(holes.shape) < 0.3] = np.nan
+    dark = np.full_like(scene.image, 5)
+    views = [(scene.image, normal)] * 4 + [(scene.image, flat)] * 3 + [(scene.image, holes), (dark, normal)] * 2
+    own, shared = HealthMonitor(HealthConfig(bad_frames=2)), HealthMonitor(HealthConfig(bad_frames=2))
+    for i, (image, depth) in enumerate(views * 2):
+        assert own.update(image, depth, i / 15) == shared.update(image, depth, i / 15, grid_stats(depth))

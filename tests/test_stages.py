@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edge_depth.config import HeatmapConfig
+from edge_depth.depthstats import grid_stats
 from edge_depth.frames import DepthFrame, Frame
 from edge_depth.model.contract import MIDAS_V21_SMALL
 from edge_depth.model.preprocess import Resizer, auto_input_size
@@ -59,6 +60,15 @@ def test_heatmap_colours_are_stable_when_an_object_enters() -> None:
     assert abs(low - before[0]) < 5 and abs(high - before[1]) / before[1] < 0.05
     naive_high = float(with_object.max())
     assert naive_high > 4 * before[1]  # what min-max would have used
+
+
+def test_heatmap_range_from_the_callers_grid_stats_is_the_same() -> None:
+    rng = np.random.default_rng(6)
+    own, shared = SmoothedRange(time_constant_s=2.0), SmoothedRange(time_constant_s=2.0)
+    for i in range(20):
+        depth = rng.normal(300, 50, (128, 256)).astype(np.float32)
+        depth[rng.random(depth.shape) < i / 40] = np.nan
+        assert own.update(depth, i / 25) == shared.update(depth, i / 25, grid_stats(depth))
 
 
 def test_heatmap_jpeg_has_configured_height_and_camera_aspect() -> None:

@@ -48,6 +48,7 @@ from edge_depth.alerts.reference import (
 )
 from edge_depth.alerts.zones import MaskCache, Point, ZoneSpec, polygon_mask
 from edge_depth.config.alerts import CameraAlertsConfig, ZoneConfig
+from edge_depth.depthstats import GridStats
 from edge_depth.frames import DepthFrame
 
 log = logging.getLogger(__name__)
@@ -218,16 +219,18 @@ class CameraAlerts:
 
     # -- per frame ----------------------------------------------------------------------------------
 
-    def process(self, frame: DepthFrame) -> AlertOutput:
-        """Evaluate one frame (call for every frame of this camera, in ``seq`` order)."""
+    def process(self, frame: DepthFrame, stats: GridStats | None = None) -> AlertOutput:
+        """Evaluate one frame (call for every frame of this camera, in ``seq`` order). ``stats``:
+        ``grid_stats(frame.depth)`` when the caller has it already (computed here otherwise)."""
         with self._lock:
-            return self._process(frame)
+            return self._process(frame, stats)
 
-    def _process(self, frame: DepthFrame) -> AlertOutput:
+    def _process(self, frame: DepthFrame, stats: GridStats | None) -> AlertOutput:
         t = frame.captured_mono
         # astype makes a new array: the frame's own arrays are only ever read.
         depth = frame.depth if frame.depth.dtype == np.float32 else frame.depth.astype(np.float32)
-        health = self._health.update(frame.image, depth, t)
+        # The caller's stats are of frame.depth: for a converted copy the health computes its own.
+        health = self._health.update(frame.image, depth, t, stats if depth is frame.depth else None)
         masks = self._masks.get((depth.shape[0], depth.shape[1]))
         measure = self._reference.measure(depth, t) if health.frame_ok else None
         self._latest = measure

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from edge_depth.config.alerts import HealthConfig
-from edge_depth.depthstats import ROBUST_PERCENTILES, grid, percentiles_of
+from edge_depth.depthstats import GridStats, grid, grid_stats
 
 _LEVEL_TIME_CONSTANT_S = 30.0
 _ABSOLUTE_FLAT = 0.01
@@ -69,16 +69,17 @@ class HealthMonitor:
         self._reason: str | None = None
         self._streak = 0  # consecutive frames disagreeing with the current verdict
 
-    def update(self, image: np.ndarray, depth: np.ndarray, t: float) -> DepthHealth:
-        """Check one frame. ``image``: (H, W, 3) uint8 BGR; ``depth``: (H, W) float32; ``t``: monotonic s."""
+    def update(self, image: np.ndarray, depth: np.ndarray, t: float, stats: GridStats | None = None) -> DepthHealth:
+        """Check one frame. ``image``: (H, W, 3) uint8 BGR; ``depth``: (H, W) float32; ``t``: monotonic s;
+        ``stats``: ``grid_stats(depth)`` when the caller has it already (computed here otherwise)."""
         # A contiguous copy of the sampled pixels: OpenCV wants contiguous input, and the frame stays untouched.
         grey = cv2.cvtColor(np.ascontiguousarray(grid(image)), cv2.COLOR_BGR2GRAY)
         mean, std = cv2.meanStdDev(grey)
         brightness, contrast = float(mean[0, 0]), float(std[0, 0])
-        sample = grid(depth)
-        finite = np.isfinite(sample)
-        invalid = 1.0 - float(np.count_nonzero(finite)) / sample.size
-        spread, spread_ratio, flat = self._depth_spread(sample if invalid == 0.0 else sample[finite])
+        if stats is None:
+            stats = grid_stats(depth)
+        invalid = 1.0 - float(stats.finite) / stats.size
+        spread, spread_ratio, flat = self._depth_spread(stats)
 
         reason: str | None = None
         if invalid > self._cfg.max_invalid_fraction:
@@ -96,14 +97,13 @@ class HealthMonitor:
             return DepthHealth(True, None, True, contrast, brightness, spread_ratio, invalid)
         return DepthHealth(self._reliable, self._reason, frame_ok, contrast, brightness, spread_ratio, invalid)
 
-    def _depth_spread(self, values: np.ndarray) -> tuple[float, float, bool]:
-        """(spread, spread / running level, flat?) of the finite depth values."""
-        if values.size < _MIN_SPREAD_VALUES:
+    def _depth_spread(self, stats: GridStats) -> tuple[float, float, bool]:
+        """(spread, spread / running level, flat?) of the finite depth values on the grid."""
+        if stats.finite < _MIN_SPREAD_VALUES:
             return math.nan, math.nan, True
-        low, high = percentiles_of(values, ROBUST_PERCENTILES)
-        spread = float(high - low)
+        spread = stats.high - stats.low
         if self._level is None:
-            return spread, math.nan, spread <= _ABSOLUTE_FLAT * max(abs(float(high)), 1e-12)
+            return spread, math.nan, spread <= _ABSOLUTE_FLAT * max(abs(stats.high), 1e-12)
         ratio = spread / self._level
         return spread, ratio, ratio < self._cfg.min_depth_spread
 

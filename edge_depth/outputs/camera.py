@@ -21,6 +21,7 @@ from edge_depth.alerts.events import AlertOutput
 from edge_depth.alerts.health import DepthHealth
 from edge_depth.alerts.zones import ACTIVE_COLOR, draw_zones
 from edge_depth.config.schema import CameraConfig
+from edge_depth.depthstats import grid_stats
 from edge_depth.frames import DepthFrame
 from edge_depth.mqtt.discovery import nearest_payload
 from edge_depth.mqtt.topics import Topics
@@ -73,8 +74,10 @@ class CameraOutput:
         self.input_size: tuple[int, int] | None = None
 
     def handle(self, result: DepthFrame) -> None:
-        self._heatmap.observe(result.depth, result.captured_mono)
-        out = self.alerts.process(result)
+        # The heatmap's colour range and the depth health both need the frame's robust range: computed once.
+        stats = grid_stats(result.depth)
+        self._heatmap.observe(result.depth, result.captured_mono, stats)
+        out = self.alerts.process(result, stats)
         self._publish_alerts(result, out)
         if self._heatmap_period is not None and result.captured_mono >= self._next_heatmap:
             self._publish_heatmap(result)

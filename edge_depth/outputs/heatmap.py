@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge_depth.config.schema import HeatmapConfig
-from edge_depth.depthstats import robust_range
+from edge_depth.depthstats import GridStats, grid_stats
 
 COLORMAPS: dict[str, int] = {
     "inferno": cv2.COLORMAP_INFERNO,
@@ -40,9 +40,12 @@ class SmoothedRange:
     high: float = math.nan
     _last_t: float = math.nan
 
-    def update(self, depth: np.ndarray, t: float) -> tuple[float, float]:
-        """Fold in a (H, W) float32 depth map captured at monotonic time ``t`` (s); return (low, high)."""
-        low, high = robust_range(depth)
+    def update(self, depth: np.ndarray, t: float, stats: GridStats | None = None) -> tuple[float, float]:
+        """Fold in a (H, W) float32 depth map captured at monotonic time ``t`` (s); return (low, high).
+        ``stats``: ``grid_stats(depth)`` when the caller has it already (computed here otherwise)."""
+        if stats is None:
+            stats = grid_stats(depth)
+        low, high = stats.low, stats.high
         if math.isnan(self.low):
             self.low, self.high = low, high
         else:
@@ -93,9 +96,10 @@ class HeatmapRenderer:
         self._colormap = COLORMAPS[cfg.colormap]
         self.range = SmoothedRange(cfg.range_time_constant_s)
 
-    def observe(self, depth: np.ndarray, t: float) -> None:
-        """Track the colour range; called for every frame so the filter sees the scene's real pace."""
-        self.range.update(depth, t)
+    def observe(self, depth: np.ndarray, t: float, stats: GridStats | None = None) -> None:
+        """Track the colour range; called for every frame so the filter sees the scene's real pace.
+        ``stats``: ``grid_stats(depth)`` when the caller has it already."""
+        self.range.update(depth, t, stats)
 
     def render(self, depth: np.ndarray, source_size: tuple[int, int]) -> np.ndarray:
         """(H, W) float32 inverse depth -> (height, width, 3) uint8 BGR at the configured size."""
