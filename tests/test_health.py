@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -122,3 +123,11 @@ def test_the_callers_grid_stats_give_the_same_verdicts() -> None:
     own, shared = HealthMonitor(HealthConfig(bad_frames=2)), HealthMonitor(HealthConfig(bad_frames=2))
     for i, (image, depth) in enumerate(views * 2):
         assert own.update(image, depth, i / 15) == shared.update(image, depth, i / 15, grid_stats(depth))
+
+
+@pytest.mark.parametrize("shape", [(128, 256, 3), (130, 254, 3), (3, 5, 3)])
+def test_brightness_and_contrast_are_those_of_the_grids_grey_pixels(shape: tuple[int, int, int]) -> None:
+    image = np.random.default_rng(8).integers(0, 256, shape, np.uint8)
+    health = HealthMonitor(HealthConfig()).update(image, np.ones(shape[:2], np.float32), 0.0)
+    mean, std = cv2.meanStdDev(cv2.cvtColor(np.ascontiguousarray(image[::4, ::4]), cv2.COLOR_BGR2GRAY))
+    assert (health.brightness, health.contrast) == (float(mean[0, 0]), float(std[0, 0]))
