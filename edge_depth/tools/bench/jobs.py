@@ -592,9 +592,11 @@ def _measure_window(meter: _Meter, frames: int, samples: Samples, reader: Reader
 
 def _per_frame_ms(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
     """CPU ms per frame of each stage between two ``thread_cpu_s`` snapshots, busiest first. A thread that
-    started meanwhile counts from zero; one that ended is lost (the pipeline's threads live through a window)."""
+    started meanwhile counts from zero; one that ended is lost (the pipeline's threads live through a window).
+    The kernel counts CPU in ticks (10 ms), so a light stage in a short window can show 0: the daemon's own
+    stages are listed even then, OpenVINO's and the decoder's threads only when they used any."""
     spent = {name: after[name] - before.get(name, 0.0) for name in after}
-    ms = {name: 1000.0 * s / max(frames, 1) for name, s in spent.items() if s > 0}
+    ms = {name: 1000.0 * s / max(frames, 1) for name, s in spent.items() if s > 0 or not name.startswith("native:")}
     return dict(sorted(ms.items(), key=lambda item: -item[1]))
 
 
