@@ -26,13 +26,8 @@ def grid(values: np.ndarray) -> np.ndarray:
 
 def robust_range(depth: np.ndarray, percentiles: tuple[float, float] = ROBUST_PERCENTILES) -> tuple[float, float]:
     """(low, high) percentiles of a (H, W) float32 depth map's finite values on the grid; NaN when none."""
-    sample = grid(depth)
-    finite = np.isfinite(sample)
-    values = sample if finite.all() else sample[finite]
-    if values.size == 0:
-        return float("nan"), float("nan")
-    low, high = percentiles_of(values, percentiles)
-    return float(low), float(high)
+    stats = grid_stats(depth, percentiles)
+    return stats.low, stats.high
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +46,14 @@ class GridStats:
     high: float
 
 
-def grid_stats(depth: np.ndarray) -> GridStats:
-    """:class:`GridStats` of a (H, W) float32 depth map (not empty)."""
+def grid_stats(depth: np.ndarray, percentiles: tuple[float, float] = ROBUST_PERCENTILES) -> GridStats:
+    """:class:`GridStats` of a (H, W) float32 depth map (not empty); ``low``, ``high`` at ``percentiles``."""
     sample = grid(depth)
     finite = np.isfinite(sample)
     count = int(np.count_nonzero(finite))
     if count == 0:
         return GridStats(sample.size, 0, math.nan, math.nan)
-    low, high = percentiles_of(sample if count == sample.size else sample[finite], ROBUST_PERCENTILES)
+    low, high = percentiles_of(sample if count == sample.size else sample[finite], percentiles)
     return GridStats(sample.size, count, float(low), float(high))
 
 

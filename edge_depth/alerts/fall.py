@@ -191,7 +191,7 @@ def _top_gaps(labels: np.ndarray, kept: np.ndarray, stats: np.ndarray, score: np
     half = counts // 2
     upper = values[np.minimum(starts + half, len(values) - 1)] if len(values) else np.zeros(len(kept), np.float32)
     lower = values[np.maximum(starts + half - 1, 0)] if len(values) else upper
-    even = (upper + lower) / upper.dtype.type(2)  # np.mean of the two middle values, in their own dtype
+    even = (lower + (upper + 0)) / 2  # as median_of: np.mean of the two middle values, in their own dtype
     median = np.where(counts % 2 == 1, upper, even)
     return [float(m) if n else math.nan for m, n in zip(median.tolist(), counts.tolist(), strict=True)]
 
@@ -207,12 +207,11 @@ class _Track:
     the highest point of that history, kept as the history moves (at a file's full speed the history holds
     hundreds of frames, and every frame asks for its highest point)."""
 
-    __slots__ = ("_highs", "box", "history", "last_seen")
+    __slots__ = ("_highs", "history", "last_seen")
 
     def __init__(self, history: Iterable[tuple[float, Region]], t: float) -> None:
         self.history: deque[tuple[float, Region]] = deque()
         self.last_seen = t
-        self.box: tuple[float, ...] = ()  # the latest region's (top, bottom, left, right, cx, cy), for _pairs
         # Candidates for the highest point: tops strictly rising from the front, so the front is the earliest of
         # the highest (what ``min`` over the history by top would give).
         self._highs: deque[tuple[float, Region]] = deque()
@@ -235,7 +234,6 @@ class _Track:
             self._highs.pop()
         self._highs.append(item)
         self.history.append(item)
-        self.box = _box(item[1])
 
     def forget_before(self, horizon: float) -> None:
         """Drop the items older than monotonic ``horizon`` (s), always keeping the latest."""
@@ -412,7 +410,7 @@ class FallDetector:
         :meth:`Region.iou`, on every pair at once: a cluttered scene has dozens of tracks and regions."""
         if not keys or not found:
             return []
-        last = np.array([self._tracks[key].box for key in keys]).T[:, :, np.newaxis]  # (6, T, 1)
+        last = np.array([_box(self._tracks[key].region) for key in keys]).T[:, :, np.newaxis]  # (6, T, 1)
         new = np.array([_box(region) for region in found]).T[:, np.newaxis, :]  # (6, 1, R)
         (top, bottom, left, right, cx, cy), (n_top, n_bottom, n_left, n_right, n_cx, n_cy) = last, new
         height = bottom - top
