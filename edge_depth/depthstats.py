@@ -95,7 +95,9 @@ def median_of(values: np.ndarray) -> np.floating:
     ranked = np.partition(flat, half)
     upper: np.floating = ranked[half]
     if n % 2:
-        return upper
+        # NumPy's mean of the one middle value, which adds it to +0.0: a middle -0.0 comes out as +0.0.
+        odd: np.floating = upper + 0
+        return odd
     lower: np.floating = ranked[:half].max()
     # NumPy's mean of the two middle values: their sum in the values' dtype (a sum that adds to a +0.0 start:
     # two negative zeros give +0.0), divided by the count in float64 (np.mean divides by an intp, which

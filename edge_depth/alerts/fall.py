@@ -60,7 +60,7 @@ from edge_depth.alerts.kinds import Entity, FrameView, Step
 from edge_depth.alerts.reference import Measure, Reference, nearest
 from edge_depth.alerts.zones import ZoneMasks
 from edge_depth.config.alerts import FALL_ZONE, CameraAlertsConfig, FallConfig
-from edge_depth.depthstats import GRID_STRIDE, grid
+from edge_depth.depthstats import GRID_STRIDE, grid, median_of
 
 _STAY_DOWN_FACTOR = 0.8  # hysteresis: once down, every "down" threshold is 1 / 0.8 looser
 _RISEN_HEIGHT = 0.7
@@ -89,8 +89,8 @@ _MIN_SAMPLES = 2  # a speed needs two positions
 class Region:
     """A foreground region. Coordinates normalised (0..1, y down); ``area``: fraction of the image;
     ``aspect``: width / height in pixels; ``labels``: the (h, w) int32 label grid of its frame on the 4x grid,
-    where its cells are ``label``; ``top_gap``: median score (how much nearer than the baseline, baseline-range
-    units) of its cells in the top fifth of its rows, NaN when unmeasured.
+    where its cells are ``label``; ``score``: the frame's (h, w) float32 scores on that grid (how much nearer
+    than the baseline, baseline-range units), None when unmeasured.
     """
 
     top: float
@@ -103,7 +103,8 @@ class Region:
     aspect: float
     labels: np.ndarray = field(compare=False, repr=False)
     label: int = 1
-    top_gap: float = math.nan
+    score: np.ndarray | None = field(default=None, compare=False, repr=False)
+    _top_gap: float | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def height(self) -> float:
@@ -114,6 +115,27 @@ class Region:
         """(N, 2) int32 (row, column) of its cells on the 4x grid, row-major. Found when asked for: only the
         region of a confirmed fall needs them, and finding them for every region of every frame costs more."""
         return np.argwhere(self.labels == self.label).astype(np.int32)
+
+    @property
+    def top_gap(self) -> float:
+        """Median score of its cells in the top fifth of its rows (at least one row); NaN without a score or
+        without a finite score there. Measured when first asked for: a frame's regions are many, and only the
+        few that a fall check compares with their standing height need it."""
+        gap = self._top_gap
+        if gap is None:
+            gap = self._measure_top_gap()
+            object.__setattr__(self, "_top_gap", gap)  # a cache: the region's value does not change
+        return gap
+
+    def _measure_top_gap(self) -> float:
+        if self.score is None:
+            return math.nan
+        rows = self.labels.shape[0]
+        first, last = round(self.top * rows), round(self.bottom * rows)
+        band = slice(first, first + max(1, round(_TOP_ROWS * (last - first))))
+        values = self.score[band][self.labels[band] == self.label]
+        values = values[np.isfinite(values)]
+        return float(median_of(values)) if values.size else math.nan
 
     def overlaps(self, top: float, bottom: float, left: float, right: float) -> bool:
         """Its box intersects the box (top, bottom, left, right), normalised."""
@@ -136,15 +158,15 @@ class Region:
 
 def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = None) -> list[Region]:
     """The 8-connected regions of an (h, w) bool grid after a 3x3 opening, of at least ``min_area`` of the
-    grid, largest first. ``score``: (h, w) float32 scores on the same grid for the regions' ``top_gap``."""
+    grid, largest first. ``score``: (h, w) float32 scores on the same grid, for the regions' ``top_gap``
+    (copied: the regions keep it)."""
     opened = cv2.morphologyEx(foreground.astype(np.uint8), cv2.MORPH_OPEN, _KERNEL)
     _, labels, stats, centroids = cv2.connectedComponentsWithStats(opened, connectivity=8)
     gh, gw = opened.shape
     kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area * gh * gw) + 1
     if not kept.size:
         return []
-    boxes = stats[kept].tolist()
-    gaps = _top_gaps(labels, kept, stats, score) if score is not None else [math.nan] * len(boxes)
+    scores = None if score is None else score.copy()
     found = [
         Region(
             top=y / gh,
@@ -157,43 +179,14 @@ def regions(foreground: np.ndarray, min_area: float, score: np.ndarray | None = 
             aspect=w / h,
             labels=labels,
             label=label,
-            top_gap=top_gap,
+            score=scores,
         )
-        for label, (x, y, w, h, area), top_gap, (cx, cy) in zip(
-            kept.tolist(), boxes, gaps, centroids[kept].tolist(), strict=True
+        for label, (x, y, w, h, area), (cx, cy) in zip(
+            kept.tolist(), stats[kept].tolist(), centroids[kept].tolist(), strict=True
         )
     ]
     found.sort(key=lambda r: -r.area)
     return found
-
-
-def _top_gaps(labels: np.ndarray, kept: np.ndarray, stats: np.ndarray, score: np.ndarray) -> list[float]:
-    """The top gap of each kept region, in ``kept`` order: the median of the finite ``score`` values of its
-    cells in the top ``_TOP_ROWS`` of its rows (at least one row); NaN where there are none.
-
-    ``labels``: (h, w) int32 label grid; ``kept``: (K,) labels; ``stats``: OpenCV's (count, 5) int32 statistics.
-    All regions at once (a few NumPy calls rather than a few per region): the median is the one
-    :func:`~edge_depth.depthstats.median_of` gives, the middle value, or the float32 mean of the two middle ones.
-    """
-    wanted = np.zeros(len(stats), bool)
-    wanted[kept] = True
-    top_rows = np.maximum(1, np.rint(_TOP_ROWS * stats[:, cv2.CC_STAT_HEIGHT])).astype(np.int64)
-    below = stats[:, cv2.CC_STAT_TOP] + top_rows  # per label: first row under its top rows
-    rows, cols = np.nonzero(wanted[labels] & (np.arange(labels.shape[0])[:, np.newaxis] < below[labels]))
-    owner, values = labels[rows, cols], score[rows, cols]
-    finite = np.isfinite(values)
-    owner, values = owner[finite], values[finite]
-    # Sorted by label, then value: each region's values form one sorted run.
-    order = np.lexsort((values, owner))
-    owner, values = owner[order], values[order]
-    counts = np.bincount(owner, minlength=len(stats))[kept]
-    starts = np.searchsorted(owner, kept)
-    half = counts // 2
-    upper = values[np.minimum(starts + half, len(values) - 1)] if len(values) else np.zeros(len(kept), np.float32)
-    lower = values[np.maximum(starts + half - 1, 0)] if len(values) else upper
-    even = (lower + (upper + 0)) / 2  # as median_of: np.mean of the two middle values, in their own dtype
-    median = np.where(counts % 2 == 1, upper, even)
-    return [float(m) if n else math.nan for m, n in zip(median.tolist(), counts.tolist(), strict=True)]
 
 
 def main_region(foreground: np.ndarray, min_area: float) -> Region | None:
