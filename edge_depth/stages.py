@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import cv2
+
 from edge_depth.alerts.camera import CameraAlerts
 from edge_depth.capture.hub import FrameHub
 from edge_depth.capture.reader import CameraReader, CaptureState
@@ -142,6 +144,11 @@ def build_stages(
     calls instead of each ``CameraOutput`` (the bench meters frames with it); ``Stages.outputs`` stays unwrapped.
     Raises ``StartupError`` for a recording that cannot be read, ``ModelError`` for the IR.
     """
+    # OpenCV's own thread pool, off. Every OpenCV call on the per-frame path works on a small image (the 256x128
+    # model input, 32x64 alert grids, a heatmap): handing such work to the pool costs more than the work, and
+    # its threads spin on the cores the model needs (measured, one camera at 25 FPS: 0.7 ms CPU a frame less).
+    # Decoding threads are FFmpeg's own (``decoder_threads``), not this pool's.
+    cv2.setNumThreads(1)
     engine = engine or build_engine(cfg.model)
     fixed = cfg.model.fixed_input_size()
     # Compile before any frame flows: a model the device cannot run fails now, not on the first frame.

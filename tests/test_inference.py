@@ -11,9 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_depth.config.schema import Config
 from edge_depth.frames import DepthFrame, Frame
 from edge_depth.model.contract import MIDAS_V21_SMALL, SPEC_KEYS
 from edge_depth.model.engine import DepthEngine, ModelError
+from edge_depth.stages import build_stages
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -105,3 +107,31 @@ def test_throughput_keeps_a_second_request_per_stream_and_latency_one(synthetic_
     assert throughput.requests((256, 128)) == 2 * streams
     assert DepthEngine(path, hint="LATENCY").requests((256, 128)) == 1
     assert DepthEngine(path, hint="THROUGHPUT", infer_requests=3).requests((256, 128)) == 3
+
+
+class _Discard:
+    """A publisher that drops everything (nothing is started here)."""
+
+    def publish(self, topic: str, payload: str | bytes, *, qos: int = 0, retain: bool = False) -> bool:
+        return True
+
+    def set_retained(self, topic: str, payload: str | bytes, qos: int = 1) -> None:
+        pass
+
+
+def test_the_daemon_keeps_opencv_work_on_its_own_threads(synthetic_ir_dir: Path) -> None:
+    """Every OpenCV call per frame is on a small image, where OpenCV's own thread pool costs more than it saves
+    and spins on the cores the model needs: building the daemon's stages turns the pool off."""
+    cfg = Config.model_validate(
+        {
+            "model": {"path": str(synthetic_ir_dir / "midas_small_int8.xml"), "input_size": "256x128"},
+            "cameras": [{"name": "clip", "source": str(FIXTURES / "video" / "solidWhiteRight.mp4")}],
+        }
+    )
+    cv2.setNumThreads(2)
+    try:
+        stages = build_stages(cfg, _Discard())
+        assert cv2.getNumThreads() == 1
+        assert stages.requests >= 1
+    finally:
+        cv2.setNumThreads(-1)  # OpenCV's default again for the tests that follow
